@@ -1,0 +1,1 @@
+"""One module per ``python -m mmsupport`` command: ``add_arguments(parser)`` and ``run(args) -> int``."""
