@@ -1,0 +1,562 @@
+"""The Gradio app: multimodal chat over the catalog, retrieved-item cards, feedback, catalog admin and a named API.
+
+The UI is a thin shell over the same library calls as the CLI: :class:`mmsupport.agent.Agent` answers,
+:class:`mmsupport.catalog.Catalog` searches and ingests. Errors raised on purpose (:mod:`mmsupport.errors`) become
+``gr.Error`` messages here, at the boundary; the app keeps serving.
+
+>>> demo = build_demo(load_settings(db_dir="/tmp/shop"))   # doctest: +SKIP
+>>> demo.launch()                                         # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hmac
+import html
+import re
+import shutil
+import tempfile
+import threading
+import zipfile
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import gradio as gr
+
+from mmsupport.config import SAMPLE_DATA_DIR, Settings, load_settings
+from mmsupport.errors import InvalidInput, MMSupportError
+from mmsupport.feedback import FeedbackLog
+from mmsupport.vlm import VLM
+
+try:  # On Hugging Face ZeroGPU hardware the model call must run inside a `spaces.GPU` function.
+    import spaces
+except ImportError:
+    spaces = None
+
+#: Image types the chat accepts (checked by extension here, then by decoding with mmsupport.images.load_image).
+IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".webp", ".gif", ".bmp"}
+#: Largest total size of the images inside an admin zip, so a zip bomb cannot fill the disk.
+MAX_ZIP_BYTES = 500 * 1024 * 1024
+CITATION = re.compile(r"\[([A-Za-z0-9][\w.-]*)\]")
+
+EXAMPLES = [
+    ("Do you have running shoes like these in another colour?", "images/P001.png"),
+    ("My watch shows a red light. What does it mean?", None),
+    ("What is your return policy for a torn jacket?", None),
+]
+
+CSS = """
+#status {padding: 6px 12px; border-left: 4px solid; border-radius: 4px; font-size: 0.9em}
+#status.loading {border-color: #d97706; background: #fffbeb}
+#status.ready {border-color: #16a34a; background: #f0fdf4}
+#status.unavailable {border-color: #dc2626; background: #fef2f2}
+#chat img {max-height: 220px; width: auto}
+#items .caption-label {white-space: normal; font-size: 0.8em}
+#items .thumbnail-item.cited {outline: 3px solid var(--color-accent); outline-offset: 2px}
+"""
+
+#: Citation links point at "#card-N"; clicking one scrolls to the Nth retrieved item card and highlights it.
+HEAD = """<script>
+document.addEventListener("click", (event) => {
+  const link = event.target.closest && event.target.closest('a[href^="#card-"]');
+  if (!link) return;
+  event.preventDefault();
+  const index = Number(link.getAttribute("href").slice(6));
+  const cards = document.querySelectorAll("#items .thumbnail-item");
+  const card = cards[index];
+  if (!card) return;
+  card.scrollIntoView({behavior: "smooth", block: "center"});
+  card.classList.add("cited");
+  setTimeout(() => card.classList.remove("cited"), 2000);
+}, true);
+</script>"""
+
+
+@contextmanager
+def _ui_errors():
+    """Turn the errors mmsupport raises on purpose into messages in the browser (or for API clients)."""
+    try:
+        yield
+    except MMSupportError as error:
+        raise gr.Error(str(error), print_exception=False) from None
+
+
+class ModelLoader:
+    """Loads the VLM once, in a background thread, so the app is usable while it loads.
+
+    ``state`` is ``"loading"``, ``"ready"`` or ``"unavailable"`` (then ``reason`` says why and how to fix it).
+    Until the model is ready, turns are answered from retrieval alone.
+    """
+
+    def __init__(self, settings: Settings, vlm: VLM | None = None):
+        self.settings = settings
+        self.vlm = vlm
+        self.state = "ready" if vlm is not None else "loading"
+        self.reason = ""
+        self._started = threading.Lock()
+        self._thread: threading.Thread | None = None
+
+    def start(self) -> None:
+        """Start loading in the background (once; later calls do nothing)."""
+        with self._started:
+            if self.state != "loading" or self._thread is not None:
+                return
+            self._thread = threading.Thread(target=self._load, name="mmsupport-vlm-loader", daemon=True)
+            self._thread.start()
+
+    def _load(self) -> None:
+        try:
+            from mmsupport.vlm import load_vlm
+
+            self.vlm = load_vlm(self.settings)
+            self.state = "ready"
+        except MMSupportError as error:
+            self.reason, self.state = str(error), "unavailable"
+        except Exception as error:  # an unexpected failure must still show up as a status, not a dead thread
+            self.reason, self.state = f"{type(error).__name__}: {error}", "unavailable"
+
+    def status_markdown(self) -> str:
+        """One line for the page header."""
+        name = html.escape(self.vlm.name if self.vlm is not None else self.settings.model)
+        if self.state == "ready":
+            return f"**Model ready:** {name}."
+        if self.state == "loading":
+            return f"**Loading model** {name}… until it is ready, answers list the best-matching catalog items."
+        return (f"**Model unavailable:** {html.escape(self.reason)} "
+                "Answers list the best-matching catalog items instead.")
+
+
+def _open_catalog(settings: Settings):
+    """The configured table, or the bundled sample catalog built on first start."""
+    from mmsupport.catalog import Catalog, ensure_sample_catalog
+    from mmsupport.errors import CatalogError
+
+    try:
+        return Catalog.open(settings)
+    except CatalogError:
+        return ensure_sample_catalog(settings)
+
+
+def validate_upload(path: str | Path, settings: Settings):
+    """Check an uploaded file is an image within ``settings.max_upload_mb`` and return it decoded (RGB PIL image).
+
+    Raises :class:`InvalidInput` with a message for the person who uploaded it.
+    """
+    from mmsupport.images import load_image
+
+    path = Path(path)
+    name = path.name
+    if path.suffix.lower() not in IMAGE_SUFFIXES:
+        raise InvalidInput(f"{name} is not an image.",
+                           hint=f"Upload a photo ({', '.join(sorted(IMAGE_SUFFIXES))}).")
+    size_mb = path.stat().st_size / 1024 / 1024
+    if size_mb > settings.max_upload_mb:
+        raise InvalidInput(f"{name} is {size_mb:.1f} MB, over the {settings.max_upload_mb:g} MB limit.",
+                           hint="Upload a smaller or more compressed photo.")
+    return load_image(path, max_side=settings.image_max_side)
+
+
+def _text_of(content) -> str:
+    """The text parts of a chat message's content (a string or a list of typed parts)."""
+    if isinstance(content, str):
+        return content
+    if isinstance(content, dict):
+        return content.get("text", "") if content.get("type") == "text" else ""
+    return " ".join(_text_of(part) for part in content)
+
+
+def _files_of(content) -> list[str]:
+    """The file paths in a chat message's content."""
+    if isinstance(content, dict):
+        if "path" in content:
+            return [content["path"]]
+        if content.get("type") == "file":
+            return [content["file"]["path"]]
+        return []
+    if isinstance(content, list):
+        return [path for part in content for path in _files_of(part)]
+    return []
+
+
+def _last_user_turn(history: list[dict]) -> tuple[int, str, list[str]]:
+    """Index where the last user turn starts, its text and its image paths."""
+    start = len(history)
+    while start > 0 and history[start - 1]["role"] == "user":
+        start -= 1
+    if start == len(history):
+        raise InvalidInput("There is no question to answer yet.", hint="Type a question or attach a photo first.")
+    turn = history[start:]
+    text = " ".join(_text_of(m["content"]) for m in turn).strip()
+    files = [path for m in turn for path in _files_of(m["content"])]
+    return start, text, files
+
+
+def _agent_history(history: list[dict]) -> list[dict]:
+    """Earlier turns as text-only chat messages for the agent (step messages and images left out)."""
+    messages = []
+    for message in history:
+        if message.get("metadata") and message["metadata"].get("title"):
+            continue
+        text = _text_of(message["content"]).strip()
+        if text:
+            messages.append({"role": message["role"], "content": html.unescape(text)})
+    return messages
+
+
+def link_citations(answer: str, items: list) -> str:
+    """Turn ``[id]`` citations of retrieved items into links to their cards; leave any other brackets alone."""
+    position = {item.id: index for index, item in enumerate(items)}
+
+    def link(match: re.Match) -> str:
+        item_id = match.group(1)
+        if item_id not in position:
+            return match.group(0)
+        return f"[[{item_id}]](#card-{position[item_id]})"
+
+    return CITATION.sub(link, answer)
+
+
+def _escape(text: str) -> str:
+    """Show text from people and catalogs as text: HTML is escaped, never rendered."""
+    return html.escape(text, quote=False)
+
+
+def _card(item, placeholder) -> tuple:
+    """A gallery card: the item's image (or a placeholder for articles) and a caption with title, kind, price, score."""
+    price = f" · {item.price:.2f}" if item.price is not None else ""
+    caption = f"{item.title} [{item.id}] · {item.kind}{price} · score {item.score:.2f}"
+    return (item.image if item.image and Path(item.image).is_file() else placeholder, caption)
+
+
+def _placeholder_image():
+    """A plain card image for items without a picture (support articles)."""
+    from PIL import Image, ImageDraw
+
+    image = Image.new("RGB", (256, 256), (238, 240, 246))
+    draw = ImageDraw.Draw(image)
+    draw.rectangle((78, 58, 178, 198), fill=(255, 255, 255), outline=(120, 126, 150), width=4)
+    for y in range(88, 180, 20):
+        draw.line((96, y, 160, y), fill=(150, 156, 180), width=4)
+    return image
+
+
+def _item_dict(item) -> dict:
+    """An item as plain JSON for API clients (image as its file name, never a server path)."""
+    data = dataclasses.asdict(item)
+    data["image"] = Path(item.image).name if item.image else None
+    return data
+
+
+def _step_message(step) -> dict:
+    """A collapsible chat message for one agent step: what it did and what it found."""
+    arguments = step.arguments or {}
+    query = arguments.get("query") or arguments.get("id") or ", ".join(f"{k}={v}" for k, v in arguments.items())
+    found = len(step.result_ids)
+    title = f"{step.tool.replace('_', ' ').capitalize()}: “{query}” → {found} item{'s' if found != 1 else ''}"
+    body = ", ".join(step.result_ids) if step.result_ids else "nothing matched"
+    return {"role": "assistant", "content": _escape(body),
+            "metadata": {"title": _escape(title), "status": "done", "duration": round(step.seconds, 2)}}
+
+
+class SupportApp(gr.Blocks):
+    """The app's Blocks; ``launch()`` defaults to the upload limit and serves only the catalog image folders."""
+
+    def __init__(self, settings: Settings, image_dirs: list[Path], **kwargs):
+        super().__init__(**kwargs)
+        self.settings = settings
+        self.image_dirs = image_dirs
+
+    def launch(self, **kwargs):
+        kwargs.setdefault("max_file_size", f"{int(self.settings.max_upload_mb * 1024 * 1024)}b")
+        kwargs.setdefault("allowed_paths", [str(d) for d in self.image_dirs])
+        kwargs.setdefault("css", CSS)
+        kwargs.setdefault("head", HEAD)
+        return super().launch(**kwargs)
+
+
+def build_demo(settings: Settings | None = None, *, vlm: VLM | None = None, catalog=None) -> SupportApp:
+    """Build the app from ``settings`` (default: :func:`load_settings`).
+
+    The catalog is opened (or the sample one built) now; the VLM loads in the background after the page opens,
+    unless one is passed in (tests pass a scripted model).
+    """
+    from mmsupport.agent import Agent, Step, TurnResult
+
+    settings = settings or load_settings()
+    catalog = catalog or _open_catalog(settings)
+    loader = ModelLoader(settings, vlm)
+    feedback = FeedbackLog(settings.feedback_path)
+    placeholder = _placeholder_image()
+    image_dirs = [(SAMPLE_DATA_DIR / "images").resolve(), (Path(settings.db_dir) / "images").resolve()]
+    categories = ["All", *sorted(catalog.categories())]
+
+    def turn_settings(mode: str, k: float, category: str | None) -> Settings:
+        if mode not in ("vector", "fts", "hybrid"):
+            raise InvalidInput(f"Unknown search mode {mode!r}.", hint="Use vector, fts or hybrid.")
+        return dataclasses.replace(settings, search_mode=mode, top_k=max(1, min(int(k), 50)),
+                                   category=None if category in (None, "", "All") else category)
+
+    def run_turn(text: str, image_paths: list[str], history: list[dict], turn: Settings) -> Iterator:
+        """The agent's events for one turn; the one place the model runs (wrapped for ZeroGPU)."""
+        images = [validate_upload(path, turn) for path in image_paths]
+        agent = Agent(loader.vlm, catalog, turn)
+        yield from agent.stream_turn(text, images, history=history)
+
+    if spaces is not None:
+        run_turn = spaces.GPU(run_turn)
+
+    # ---- chat handlers (plain functions: callable without a browser) ----
+
+    def add_message(message: dict | None, history: list[dict]):
+        """Put the person's text and photo into the conversation; reject bad input without losing it."""
+        message = message or {}
+        text, files = (message.get("text") or "").strip(), message.get("files") or []
+        with _ui_errors():
+            if not text and not files:
+                raise InvalidInput("The message is empty.", hint="Type a question or attach a photo.")
+            if len(text) > settings.max_message_chars:
+                raise InvalidInput(f"The message is {len(text)} characters long, over the "
+                                   f"{settings.max_message_chars} limit.", hint="Shorten it and send again.")
+            for path in files:
+                validate_upload(path, settings)
+        history = history + [{"role": "user", "content": {"path": path}} for path in files]
+        if text:
+            history.append({"role": "user", "content": _escape(text)})
+        return history, gr.MultimodalTextbox(value=None)
+
+    def respond(history: list[dict], mode: str, k: float, category: str | None, turns: list[dict]):
+        """Stream the answer to the last user turn: step messages, then the answer, then the item cards."""
+        with _ui_errors():
+            turn = turn_settings(mode, k, category)
+            start, text, files = _last_user_turn(history)
+            text = html.unescape(text) or "What is this product?"
+            steps, answer, result = [], "", None
+            for event in run_turn(text, files, _agent_history(history[:start]), turn):
+                if isinstance(event, TurnResult):
+                    result = event
+                    continue
+                if isinstance(event, Step):
+                    steps.append(_step_message(event))
+                else:
+                    answer += event
+                partial = [{"role": "assistant", "content": _escape(answer)}] if answer else []
+                yield history + steps + partial, gr.skip(), gr.skip(), gr.skip()
+        shown = history + steps + [{"role": "assistant", "content": link_citations(_escape(result.answer),
+                                                                                   result.items)}]
+        record = {"question": text, "answer": result.answer, "citations": result.citations,
+                  "item_ids": [item.id for item in result.items], "no_match": result.no_match,
+                  "search": {"mode": turn.search_mode, "k": turn.top_k, "category": turn.category},
+                  "model": loader.vlm.name if loader.vlm is not None else None,
+                  "images": len(files), "first": start, "last": len(shown) - 1}
+        yield shown, [_card(item, placeholder) for item in result.items], result.items, turns + [record]
+
+    def retry(history: list[dict], retry_data: gr.RetryData):
+        """Drop the answer being retried (and its steps) so ``respond`` answers the same question again."""
+        return history[: retry_data.index + 1]
+
+    def undo(history: list[dict], undo_data: gr.UndoData):
+        """Remove the last turn and put its text back into the textbox."""
+        start, text, files = _last_user_turn(history[: undo_data.index + 1])
+        return history[:start], gr.MultimodalTextbox(value={"text": html.unescape(text), "files": files})
+
+    def ask_about(items: list, history: list[dict], selected: gr.SelectData):
+        """Clicking a card asks about that item."""
+        item = items[selected.index]
+        return history + [{"role": "user", "content": _escape(f"Tell me more about {item.title} [{item.id}].")}]
+
+    def vote(turns: list[dict], like: gr.LikeData):
+        """Store a thumbs up/down with the turn it is about."""
+        index = like.index[0] if isinstance(like.index, (list, tuple)) else like.index
+        turn = next((t for t in reversed(turns) if t["first"] <= index <= t["last"]), None)
+        if turn is None:
+            return
+        with _ui_errors():
+            feedback.record(liked=bool(like.liked),
+                            turn={key: value for key, value in turn.items() if key not in ("first", "last")})
+        gr.Info("Thanks for the feedback!" if like.liked else "Thanks, we will use this to improve.")
+
+    # ---- API handlers ----
+
+    def api_chat(message: str, image: str | None, mode: str, k: float, category: str | None) -> dict:
+        """One question (and optional photo) in, the grounded answer with citations and items out."""
+        with _ui_errors():
+            turn = turn_settings(mode or settings.search_mode, k or settings.top_k, category)
+            text = (message or "").strip()
+            if not text and not image:
+                raise InvalidInput("The message is empty.", hint="Send a question, a photo, or both.")
+            if len(text) > settings.max_message_chars:
+                raise InvalidInput(f"The message is over the {settings.max_message_chars} character limit.",
+                                   hint="Shorten it and send again.")
+            result = None
+            for event in run_turn(text or "What is this product?", [image] if image else [], [], turn):
+                if isinstance(event, TurnResult):
+                    result = event
+            return {"answer": result.answer, "citations": result.citations, "no_match": result.no_match,
+                    "items": [_item_dict(item) for item in result.items]}
+
+    def api_search(query: str, mode: str = "hybrid", k: int = 5, category: str = "") -> list[dict]:
+        """Search the catalog: items best first, each with id, kind, title, text, price, score."""
+        with _ui_errors():
+            turn = turn_settings(mode, k, category)
+            if not (query or "").strip():
+                raise InvalidInput("The query is empty.", hint="Send some words to search for.")
+            where = f"category = '{turn.category.replace(chr(39), chr(39) * 2)}'" if turn.category else None
+            return [_item_dict(item) for item in catalog.search(query, mode=turn.search_mode, k=turn.top_k,
+                                                                where=where)]
+
+    # ---- admin handlers ----
+
+    def login(password: str):
+        ok = bool(settings.admin_password) and hmac.compare_digest(
+            (password or "").encode(), settings.admin_password.encode())
+        if not ok:
+            raise gr.Error("Wrong admin password.", print_exception=False)
+        return True, gr.Column(visible=False), gr.Column(visible=True)
+
+    def preview(csv_file: str | None, authed: bool):
+        import pandas as pd
+
+        if not authed or not csv_file:
+            return None
+        try:
+            return pd.read_csv(csv_file, nrows=20, dtype=str).fillna("")
+        except (ValueError, UnicodeDecodeError) as error:
+            raise gr.Error(f"Could not read {Path(csv_file).name} as CSV: {error}. Save it as UTF-8 CSV "
+                           "with a header row.", print_exception=False) from None
+
+    def ingest(csv_file: str | None, images_zip: str | None, authed: bool, progress=gr.Progress(track_tqdm=True)):
+        import pandas as pd
+
+        if not authed:
+            raise gr.Error("Log in first.", print_exception=False)
+        if not csv_file:
+            raise gr.Error("Upload a CSV of products or articles first.", print_exception=False)
+        with _ui_errors(), tempfile.TemporaryDirectory(prefix="mmsupport-admin-") as work:
+            images_dir = _extract_images(images_zip, Path(work)) if images_zip else None
+            progress(0, desc="Ingesting")
+            report = catalog.ingest_csv(csv_file, images_dir=images_dir)
+        rejected = pd.DataFrame(report.rejected) if report.rejected else pd.DataFrame(columns=["row", "reason"])
+        summary = (f"Ingested **{report.added}** rows into table version **{catalog.version}** "
+                   f"({len(catalog)} items); **{len(report.rejected)}** rejected.")
+        return summary, rejected
+
+    # ---- layout ----
+
+    with SupportApp(settings, image_dirs, title="mmsupport: shopping & support assistant") as demo:
+        turns = gr.State([])
+        items = gr.State([])
+        authed = gr.State(False)
+        with gr.Row():
+            gr.Markdown("## mmsupport · ask about a product, or show us a photo")
+        status = gr.Markdown(loader.status_markdown(), elem_id="status", elem_classes=[loader.state])
+        timer = gr.Timer(1.0, active=loader.state == "loading")
+        with gr.Tabs():
+            with gr.Tab("Assistant"):
+                with gr.Row(equal_height=False):
+                    with gr.Column(scale=3):
+                        chatbot = gr.Chatbot(
+                            label="Conversation", height=560, elem_id="chat", buttons=["copy"],
+                            placeholder="Ask about a product, an order or a problem — attach a photo if it helps.",
+                            feedback_options=("Like", "Dislike"), allow_tags=False)
+                        textbox = gr.MultimodalTextbox(
+                            placeholder="Type a question, or drop / paste a product photo…", show_label=False,
+                            file_types=["image"], file_count="single", sources=["upload"], elem_id="message")
+                        gr.Examples(
+                            label="Try",
+                            examples=[{"text": text, "files": [str(SAMPLE_DATA_DIR / image)] if image else []}
+                                      for text, image in EXAMPLES
+                                      if image is None or (SAMPLE_DATA_DIR / image).is_file()],
+                            inputs=textbox)
+                    with gr.Column(scale=2):
+                        gallery = gr.Gallery(label="Retrieved items (click one to ask about it)", elem_id="items",
+                                             columns=2, height=460, allow_preview=False, object_fit="contain",
+                                             interactive=False)
+                        with gr.Accordion("Search settings", open=False):
+                            mode = gr.Radio(["hybrid", "vector", "fts"], value=settings.search_mode,
+                                            label="Search mode", info="fts = keyword (full-text) search")
+                            k = gr.Slider(1, 20, value=settings.top_k, step=1, label="Items to retrieve (k)")
+                            category = gr.Dropdown(categories, value=settings.category or "All", label="Category")
+                            gr.Textbox(settings.model, label="Model", interactive=False)
+            with gr.Tab("Catalog admin"):
+                if not settings.admin_password:
+                    gr.Markdown("Catalog admin is **disabled**. Set `MMSUPPORT_ADMIN_PASSWORD` and restart the app "
+                                "to upload and ingest catalog CSVs here.")
+                else:
+                    with gr.Column() as login_box:
+                        password = gr.Textbox(label="Admin password", type="password")
+                        login_button = gr.Button("Log in", variant="primary")
+                    with gr.Column(visible=False) as admin_box:
+                        gr.Markdown("Upload a CSV with columns `kind, id, title, category, colour, price, "
+                                    "description, image` and optionally a zip of the images it names.")
+                        with gr.Row():
+                            csv_file = gr.File(label="Catalog CSV", file_types=[".csv"], type="filepath")
+                            images_zip = gr.File(label="Images (zip, optional)", file_types=[".zip"],
+                                                 type="filepath")
+                        preview_table = gr.Dataframe(label="Preview (first 20 rows)", interactive=False)
+                        ingest_button = gr.Button("Ingest", variant="primary")
+                        ingest_summary = gr.Markdown()
+                        rejected_table = gr.Dataframe(label="Rejected rows", interactive=False)
+                    login_button.click(login, password, [authed, login_box, admin_box], api_visibility="private")
+                    password.submit(login, password, [authed, login_box, admin_box], api_visibility="private")
+                    csv_file.change(preview, [csv_file, authed], preview_table, api_visibility="private")
+                    ingest_button.click(ingest, [csv_file, images_zip, authed], [ingest_summary, rejected_table],
+                                        api_visibility="private")
+        with gr.Column(visible=False):
+            api_message = gr.Textbox()
+            api_image = gr.File(type="filepath")
+            api_mode = gr.Textbox(settings.search_mode)
+            api_k = gr.Number(settings.top_k, precision=0)
+            api_category = gr.Textbox()
+            api_result = gr.JSON()
+            api_button = gr.Button()
+
+        # ---- events ----
+        def refresh_status():
+            return (gr.Markdown(loader.status_markdown(), elem_classes=[loader.state]),
+                    gr.Timer(active=loader.state == "loading"))
+
+        demo.load(loader.start, api_visibility="private")
+        timer.tick(refresh_status, outputs=[status, timer], api_visibility="private", show_progress="hidden")
+
+        answer_outputs = [chatbot, gallery, items, turns]
+        answer_inputs = [chatbot, mode, k, category, turns]
+        textbox.submit(add_message, [textbox, chatbot], [chatbot, textbox], api_visibility="private",
+                       show_progress="hidden").success(
+            respond, answer_inputs, answer_outputs, api_visibility="private", concurrency_id="turn")
+        chatbot.retry(retry, chatbot, chatbot, api_visibility="private").success(
+            respond, answer_inputs, answer_outputs, api_visibility="private", concurrency_id="turn")
+        chatbot.undo(undo, chatbot, [chatbot, textbox], api_visibility="private")
+        chatbot.clear(lambda: ([], [], [], []), outputs=[chatbot, gallery, items, turns], api_visibility="private")
+        chatbot.like(vote, turns, None, api_visibility="private")
+        gallery.select(ask_about, [items, chatbot], chatbot, api_visibility="private").success(
+            respond, answer_inputs, answer_outputs, api_visibility="private", concurrency_id="turn")
+        api_button.click(api_chat, [api_message, api_image, api_mode, api_k, api_category], api_result,
+                         api_name="chat", concurrency_id="turn")
+        gr.api(api_search, api_name="search")
+    demo.queue(default_concurrency_limit=2, max_size=64)
+    return demo
+
+
+def _extract_images(images_zip: str, into: Path) -> Path:
+    """Extract only the image files of ``images_zip`` into a flat folder, safely (no paths, bounded size)."""
+    folder = into / "images"
+    folder.mkdir()
+    total = 0
+    try:
+        with zipfile.ZipFile(images_zip) as archive:
+            for info in archive.infolist():
+                name = Path(info.filename).name
+                if info.is_dir() or Path(name).suffix.lower() not in IMAGE_SUFFIXES or name.startswith("."):
+                    continue
+                total += info.file_size
+                if total > MAX_ZIP_BYTES:
+                    raise InvalidInput(f"The images in {Path(images_zip).name} add up to over "
+                                       f"{MAX_ZIP_BYTES // 2**20} MB.", hint="Upload them in smaller zips.")
+                with archive.open(info) as source, (folder / name).open("wb") as target:
+                    shutil.copyfileobj(source, target)
+    except zipfile.BadZipFile:
+        raise InvalidInput(f"{Path(images_zip).name} is not a valid zip file.",
+                           hint="Zip the image files and upload the .zip again.") from None
+    return folder
+
