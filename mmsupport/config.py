@@ -61,12 +61,15 @@ class Settings:
     adapter: str | None = None
     device: str = "auto"
     dtype: str = "auto"
-    quantization: Literal["none", "4bit", "8bit", "int8-dynamic"] = "none"
+    # auto: none on CUDA, int8-dynamic on CPU (fastest there, see README "Models"); 4bit/8bit use bitsandbytes
+    quantization: Literal["auto", "none", "4bit", "8bit", "int8-dynamic"] = "auto"
     max_new_tokens: int = 256
     image_max_side: int = 512
+    image_splitting: bool = False  # SmolVLM/Idefics3 multi-tile splitting: sharper but many more tokens (slow on CPU)
 
     # OpenAI-compatible server backend
     base_url: str | None = None
+    server_model: str | None = None  # model name sent to the server; defaults to `model`
     api_key: str | None = field(default=None, repr=False)
     request_timeout: float = 60.0
     max_retries: int = 2

@@ -4,17 +4,76 @@ Messages use the Hugging Face / OpenAI chat shape::
 
     {"role": "user", "content": [{"type": "image", "image": <PIL.Image>}, {"type": "text", "text": "What is this?"}]}
 
-``content`` may also be a plain string. Backends implement :meth:`VLM.stream`; everything else is built on it.
+``content`` may also be a plain string; an image part's ``image`` may be a PIL image, a path or raw bytes (it goes
+through :func:`mmsupport.images.load_image`). Backends implement :meth:`VLM.stream`; everything else is built on it.
 Tool calls come back inside the generated text as ``<tool_call>{"name": ..., "arguments": {...}}</tool_call>``,
 whatever the backend, so the agent parses one format.
+
+Backends: :class:`TransformersVLM` (local, any ``AutoModelForImageTextToText`` Hub id or folder) and
+:class:`OpenAIVLM` (any OpenAI-compatible server: vLLM, TGI, Ollama, ``transformers serve``).
+:func:`load_vlm` picks one from settings and loads it once per process.
 """
 
 from __future__ import annotations
 
+import json
+import threading
+import time
+import warnings
 from abc import ABC, abstractmethod
+from collections import OrderedDict
 from collections.abc import Iterator
+from contextlib import contextmanager
+
+from mmsupport.config import Settings, load_settings
+from mmsupport.errors import InvalidInput, ModelUnavailable
+from mmsupport.images import image_digest, load_image, to_data_url
 
 Message = dict
+
+#: Prompt used by :meth:`VLM.describe` when none is given.
+DESCRIBE_PROMPT = (
+    "Describe the product in this photo for a shop search: what it is, its colour, material, any brand or text on it, "
+    "and any visible damage or fault. Answer in one short paragraph."
+)
+#: How many descriptions :meth:`VLM.describe` keeps per process.
+DESCRIBE_CACHE_SIZE = 512
+#: On CPU, ``quantization="auto"`` means this (it decodes fastest in bench/vlm.py; see README "Models").
+CPU_AUTO_QUANTIZATION = "int8-dynamic"
+
+_FIX_MODEL = (
+    "Set MMSUPPORT_MODEL to a local model folder (or a Hub id already in the local cache), or use a model server: "
+    "MMSUPPORT_BACKEND=openai and MMSUPPORT_BASE_URL=http://HOST:PORT/v1."
+)
+
+
+class _LRU:
+    """A small thread-safe least-recently-used mapping."""
+
+    def __init__(self, size: int):
+        self.size = size
+        self._items: OrderedDict = OrderedDict()
+        self._lock = threading.Lock()
+
+    def get(self, key):
+        with self._lock:
+            if key in self._items:
+                self._items.move_to_end(key)
+                return self._items[key]
+            return None
+
+    def put(self, key, value) -> None:
+        with self._lock:
+            self._items[key] = value
+            self._items.move_to_end(key)
+            while len(self._items) > self.size:
+                self._items.popitem(last=False)
+
+    def __len__(self) -> int:
+        return len(self._items)
+
+
+_DESCRIPTIONS = _LRU(DESCRIBE_CACHE_SIZE)
 
 
 class VLM(ABC):
@@ -24,12 +83,429 @@ class VLM(ABC):
     name: str = "vlm"
     #: True when the chat template accepts ``tools=`` and the model emits ``<tool_call>`` blocks.
     supports_tools: bool = False
+    #: LoRA adapter folder attached to the model, if any (part of the description cache key).
+    adapter: str | None = None
+    #: Longest image side passed to the model.
+    image_max_side: int = 512
 
     @abstractmethod
     def stream(self, messages: list[Message], *, max_new_tokens: int | None = None,
                tools: list[dict] | None = None) -> Iterator[str]:
-        """Yield the reply to ``messages`` piece by piece."""
+        """Yield the reply to ``messages`` piece by piece. Closing the iterator stops generation."""
 
     def generate(self, messages: list[Message], **kwargs) -> str:
         """The whole reply to ``messages``."""
         return "".join(self.stream(messages, **kwargs))
+
+    def generate_batch(self, conversations: list[list[Message]], **kwargs) -> list[str]:
+        """One reply per conversation, in order. Backends that can batch override this."""
+        return [self.generate(messages, **kwargs) for messages in conversations]
+
+    def describe(self, image, prompt: str | None = None, **kwargs) -> str:
+        """Describe ``image`` (PIL image, path or bytes); cached per image pixels + prompt + model + adapter."""
+        image = load_image(image, max_side=self.image_max_side)
+        prompt = prompt or DESCRIBE_PROMPT
+        key = (image_digest(image), prompt, self.name, self.adapter, json.dumps(kwargs, sort_keys=True))
+        cached = _DESCRIPTIONS.get(key)
+        if cached is None:
+            message = {"role": "user", "content": [{"type": "image", "image": image}, {"type": "text", "text": prompt}]}
+            cached = self.generate([message], **kwargs).strip()
+            _DESCRIPTIONS.put(key, cached)
+        return cached
+
+
+def _content_parts(message: Message) -> list[dict]:
+    content = message.get("content")
+    if content is None:
+        return []
+    if isinstance(content, str):
+        return [{"type": "text", "text": content}]
+    return list(content)
+
+
+def _image_source(part: dict):
+    """The image inside an image part, whichever key the caller used."""
+    for key in ("image", "path", "url"):
+        if part.get(key) is not None:
+            return part[key]
+    raise InvalidInput("An image part of the message has no image.", hint='Give it as {"type": "image", "image": ...}.')
+
+
+# --------------------------------------------------------------------------------------------------------------------
+# Local transformers backend
+
+
+def resolve_placement(device: str = "auto", dtype: str = "auto", quantization: str = "auto"):
+    """Turn ``auto`` settings into a concrete ``(device, torch dtype, quantization)``.
+
+    CUDA → bf16 (fp16 on GPUs without bf16), no quantization. CPU → fp32 weights with int8 dynamic quantization of
+    the linear layers, which decodes fastest on CPU in ``bench/vlm.py``.
+    """
+    import torch
+
+    if device == "auto":
+        device = "cuda" if torch.cuda.is_available() else "cpu"
+    on_cuda = device.startswith("cuda")
+    if quantization == "auto":
+        quantization = "none" if on_cuda else CPU_AUTO_QUANTIZATION
+    if quantization == "int8-dynamic" and on_cuda:
+        raise InvalidInput("MMSUPPORT_QUANTIZATION=int8-dynamic runs on CPU only.",
+                           hint="Use 4bit or 8bit on a GPU, or set MMSUPPORT_DEVICE=cpu.")
+    if dtype == "auto":
+        if on_cuda:
+            dtype = "bfloat16" if torch.cuda.is_bf16_supported() else "float16"
+        else:
+            dtype = "float32"
+    if quantization == "int8-dynamic":
+        dtype = "float32"  # dynamic quantization computes in fp32
+    try:
+        torch_dtype = getattr(torch, dtype)
+        assert isinstance(torch_dtype, torch.dtype)
+    except (AttributeError, AssertionError):
+        raise InvalidInput(f"MMSUPPORT_DTYPE={dtype!r} is not a torch dtype.",
+                           hint="Use auto, float32, bfloat16 or float16.") from None
+    return device, torch_dtype, quantization
+
+
+class TransformersVLM(VLM):
+    """A local model loaded with ``AutoProcessor`` + ``AutoModelForImageTextToText`` (Hub id or folder).
+
+    ``quantization``: ``auto``, ``none``, ``int8-dynamic`` (CPU), ``4bit`` / ``8bit`` (bitsandbytes).
+    ``adapter``: a peft LoRA folder, attached at load. ``image_splitting``: let SmolVLM/Idefics3 split large images
+    into tiles (many more image tokens; off by default because it is slow on CPU).
+    """
+
+    def __init__(self, model: str, *, adapter: str | None = None, device: str = "auto", dtype: str = "auto",
+                 quantization: str = "auto", max_new_tokens: int = 256, image_max_side: int = 512,
+                 image_splitting: bool = False):
+        self.name = str(model)
+        self.adapter = str(adapter) if adapter else None
+        self.max_new_tokens = max_new_tokens
+        self.image_max_side = image_max_side
+        self.device, self.dtype, self.quantization = resolve_placement(device, dtype, quantization)
+        self._lock = threading.Lock()  # one generation at a time per model: memory stays bounded
+        try:
+            self._load(image_splitting)
+        except ModelUnavailable:
+            raise
+        except Exception as error:  # noqa: BLE001 - every load failure becomes one actionable message
+            raise ModelUnavailable(
+                f"Could not load the vision-language model {self.name!r}"
+                f"{f' with adapter {self.adapter!r}' if self.adapter else ''}: {type(error).__name__}: "
+                f"{str(error).splitlines()[0] if str(error) else 'no details'}.",
+                hint=_FIX_MODEL if not isinstance(error, (MemoryError, RuntimeError)) else
+                "Free memory, use a smaller model or MMSUPPORT_QUANTIZATION=int8-dynamic / 4bit. " + _FIX_MODEL,
+            ) from error
+
+    def _load(self, image_splitting: bool) -> None:
+        import torch
+        from transformers import AutoModelForImageTextToText, AutoProcessor
+
+        self.processor = AutoProcessor.from_pretrained(self.name)
+        self.tokenizer = self.processor.tokenizer
+        self.tokenizer.padding_side = "left"
+        if self.tokenizer.pad_token is None:
+            self.tokenizer.pad_token = self.tokenizer.eos_token
+        image_processor = getattr(self.processor, "image_processor", None)
+        if hasattr(image_processor, "do_image_splitting"):
+            image_processor.do_image_splitting = image_splitting
+        template = getattr(self.processor, "chat_template", None) or self.tokenizer.chat_template or ""
+        self.supports_tools = "tools" in template
+
+        kwargs = {"dtype": self.dtype}
+        if self.quantization in ("4bit", "8bit"):
+            from transformers import BitsAndBytesConfig
+
+            kwargs["quantization_config"] = BitsAndBytesConfig(
+                load_in_4bit=self.quantization == "4bit", load_in_8bit=self.quantization == "8bit",
+                bnb_4bit_quant_type="nf4", bnb_4bit_compute_dtype=self.dtype,
+            )
+            kwargs["device_map"] = self.device
+        model = AutoModelForImageTextToText.from_pretrained(self.name, **kwargs)
+        if "device_map" not in kwargs:
+            model.to(self.device)
+        if self.adapter:
+            from peft import PeftModel
+
+            model = PeftModel.from_pretrained(model, self.adapter)
+            if self.quantization not in ("4bit", "8bit"):
+                model = model.merge_and_unload()  # plain weights again: as fast as the base model
+        model.eval()
+        if self.quantization == "int8-dynamic":
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")  # torch marks its eager quantization API as deprecated
+                model = torch.ao.quantization.quantize_dynamic(model, {torch.nn.Linear}, dtype=torch.qint8)
+        self.model = model
+
+    def _inputs(self, conversations: list[list[Message]], tools: list[dict] | None):
+        conversations = [
+            [{**message, "content": [
+                {"type": "image", "image": load_image(_image_source(part), max_side=self.image_max_side)}
+                if part.get("type") in ("image", "image_url") else part
+                for part in _content_parts(message)
+            ]} for message in messages]
+            for messages in conversations
+        ]
+        try:
+            inputs = self.processor.apply_chat_template(
+                conversations, tools=tools, add_generation_prompt=True, tokenize=True, return_dict=True,
+                return_tensors="pt", processor_kwargs={"padding": True},
+            )
+        except (ValueError, TypeError, KeyError) as error:
+            raise InvalidInput(f"The conversation does not fit the model's chat template: {error}",
+                               hint="Send alternating user/assistant messages with text and image parts.") from None
+        return inputs.to(self.device, dtype=self.dtype) if self.dtype.is_floating_point else inputs.to(self.device)
+
+    def _generate_kwargs(self, max_new_tokens: int | None) -> dict:
+        return dict(max_new_tokens=max_new_tokens or self.max_new_tokens, do_sample=False,
+                    pad_token_id=self.tokenizer.pad_token_id)
+
+    def stream(self, messages: list[Message], *, max_new_tokens: int | None = None,
+               tools: list[dict] | None = None) -> Iterator[str]:
+        """Yield text as it is generated; closing the iterator (client gone) stops generation at the next token."""
+        from transformers import StoppingCriteria, StoppingCriteriaList, TextIteratorStreamer
+
+        class StopWhenSet(StoppingCriteria):
+            def __call__(self, input_ids, scores, **kwargs):
+                return cancelled.is_set()
+
+        inputs = self._inputs([messages], tools)
+        streamer = TextIteratorStreamer(self.tokenizer, skip_prompt=True, skip_special_tokens=True)
+        cancelled = threading.Event()
+        failure: list[BaseException] = []
+
+        def work():
+            try:
+                with self._lock:
+                    self.model.generate(**inputs, **self._generate_kwargs(max_new_tokens), streamer=streamer,
+                                        stopping_criteria=StoppingCriteriaList([StopWhenSet()]))
+            except BaseException as error:  # noqa: BLE001 - re-raised in the consuming thread
+                failure.append(error)
+                streamer.end()
+
+        thread = threading.Thread(target=work, name="vlm-generate", daemon=True)
+        thread.start()
+        try:
+            for piece in streamer:
+                if piece:
+                    yield piece
+        finally:
+            cancelled.set()
+            thread.join()
+        if failure:
+            raise failure[0]
+
+    def generate_batch(self, conversations: list[list[Message]], *, max_new_tokens: int | None = None,
+                       tools: list[dict] | None = None, batch_size: int = 8) -> list[str]:
+        """Replies for many conversations, ``batch_size`` per forward pass (left-padded), with a progress bar."""
+        from tqdm.auto import tqdm
+
+        import torch
+
+        replies: list[str] = []
+        chunks = range(0, len(conversations), batch_size)
+        for start in tqdm(chunks, desc="generating", unit="batch", disable=len(chunks) < 2):
+            inputs = self._inputs(conversations[start:start + batch_size], tools)
+            with self._lock, torch.inference_mode():
+                output = self.model.generate(**inputs, **self._generate_kwargs(max_new_tokens))
+            new_tokens = output[:, inputs["input_ids"].shape[1]:]
+            replies += [text.strip() for text in self.tokenizer.batch_decode(new_tokens, skip_special_tokens=True)]
+        return replies
+
+
+# --------------------------------------------------------------------------------------------------------------------
+# OpenAI-compatible HTTP backend
+
+_RETRY_STATUSES = {408, 429, 500, 502, 503, 504}
+
+
+class OpenAIVLM(VLM):
+    """A model behind an OpenAI-compatible ``/chat/completions`` endpoint (vLLM, TGI, Ollama, transformers serve).
+
+    Images are sent as JPEG data URLs; streaming uses server-sent events; connection failures, timeouts and 5xx/429
+    answers are retried ``max_retries`` times (only before any text was produced). The API key is sent in the
+    ``Authorization`` header and appears nowhere else (not in ``repr``, errors or logs).
+    """
+
+    supports_tools = True
+
+    def __init__(self, base_url: str, model: str, *, api_key: str | None = None, timeout: float = 60.0,
+                 max_retries: int = 2, max_new_tokens: int = 256, image_max_side: int = 512):
+        import httpx
+
+        self.base_url = base_url.rstrip("/")
+        self.name = model
+        self.max_retries = max_retries
+        self.max_new_tokens = max_new_tokens
+        self.image_max_side = image_max_side
+        self.timeout = timeout
+        headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
+        self._client = httpx.Client(base_url=self.base_url + "/", headers=headers, timeout=timeout)
+
+    def __repr__(self) -> str:
+        return f"OpenAIVLM(base_url={self.base_url!r}, model={self.name!r})"
+
+    def _body(self, messages: list[Message], max_new_tokens: int | None, tools: list[dict] | None,
+              stream: bool) -> dict:
+        converted = []
+        for message in messages:
+            parts = []
+            for part in _content_parts(message):
+                if part.get("type") in ("image", "image_url"):
+                    source = _image_source(part)
+                    if isinstance(source, dict):  # already {"url": ...} in OpenAI form
+                        parts.append({"type": "image_url", "image_url": source})
+                        continue
+                    image = load_image(source, max_side=self.image_max_side)
+                    parts.append({"type": "image_url", "image_url": {"url": to_data_url(image)}})
+                else:
+                    parts.append(part)
+            converted.append({**message, "content": parts})
+        body = {"model": self.name, "messages": converted, "max_tokens": max_new_tokens or self.max_new_tokens,
+                "stream": stream}
+        if tools:
+            body["tools"] = [tool if "function" in tool else {"type": "function", "function": tool}
+                             for tool in tools]
+        return body
+
+    def _http_error(self, response) -> Exception:
+        try:
+            detail = response.json()
+            detail = detail.get("error", detail)
+            detail = detail.get("message", detail) if isinstance(detail, dict) else detail
+        except ValueError:
+            detail = response.text
+        detail = str(detail).strip()[:300] or response.reason_phrase
+        where = f"The model server at {self.base_url}"
+        status = response.status_code
+        if status in (401, 403):
+            return ModelUnavailable(f"{where} refused the API key ({status}: {detail}).",
+                                    hint="Set MMSUPPORT_API_KEY to a valid key.")
+        if status == 404:
+            return ModelUnavailable(f"{where} has no chat endpoint or no model {self.name!r} ({status}: {detail}).",
+                                    hint="Check MMSUPPORT_BASE_URL (it usually ends in /v1) and MMSUPPORT_SERVER_MODEL.")
+        if 400 <= status < 500 and status not in _RETRY_STATUSES:
+            return InvalidInput(f"{where} rejected the request ({status}: {detail}).",
+                                hint="Check the message and image; the model may not accept images or tools.")
+        return ModelUnavailable(f"{where} failed ({status}: {detail}) after {self.max_retries + 1} attempts.",
+                                hint="Check the server's logs, or try again later.")
+
+    def _transport_error(self, error: Exception) -> ModelUnavailable:
+        import httpx
+
+        if isinstance(error, httpx.TimeoutException):
+            return ModelUnavailable(f"The model server at {self.base_url} did not answer within {self.timeout:g} s.",
+                                    hint="Check the server, or raise MMSUPPORT_REQUEST_TIMEOUT.")
+        return ModelUnavailable(f"Cannot reach the model server at {self.base_url} ({type(error).__name__}).",
+                                hint="Start the server or fix MMSUPPORT_BASE_URL.")
+
+    @contextmanager
+    def _post(self, body: dict):
+        """The open response of a successful POST, after up to ``max_retries`` retries."""
+        import httpx
+
+        for attempt in range(self.max_retries + 1):
+            last = attempt == self.max_retries
+            try:
+                response = self._client.send(self._client.build_request("POST", "chat/completions", json=body),
+                                             stream=True)
+            except httpx.TransportError as error:
+                if last:
+                    raise self._transport_error(error) from None
+            else:
+                if response.is_success:
+                    try:
+                        yield response
+                    except httpx.TransportError as error:
+                        raise self._transport_error(error) from None
+                    finally:
+                        response.close()
+                    return
+                response.read()
+                response.close()
+                if last or response.status_code not in _RETRY_STATUSES:
+                    raise self._http_error(response)
+            time.sleep(min(0.5 * 2**attempt, 4.0))
+
+    def stream(self, messages: list[Message], *, max_new_tokens: int | None = None,
+               tools: list[dict] | None = None) -> Iterator[str]:
+        """Yield text from the server's SSE stream; tool calls are yielded as ``<tool_call>`` blocks at the end."""
+        calls: dict[int, dict] = {}
+        with self._post(self._body(messages, max_new_tokens, tools, stream=True)) as response:
+            for line in response.iter_lines():
+                if not line.startswith("data:"):
+                    continue
+                data = line[5:].strip()
+                if data == "[DONE]":
+                    break
+                chunk = json.loads(data)
+                if chunk.get("error"):
+                    raise ModelUnavailable(f"The model server at {self.base_url} failed mid-answer: {chunk['error']}.",
+                                           hint="Check the server's logs.")
+                for choice in chunk.get("choices", []):
+                    delta = choice.get("delta") or {}
+                    if delta.get("content"):
+                        yield delta["content"]
+                    for call in delta.get("tool_calls") or []:
+                        slot = calls.setdefault(call.get("index", len(calls)), {"name": "", "arguments": ""})
+                        function = call.get("function") or {}
+                        slot["name"] += function.get("name") or ""
+                        slot["arguments"] += function.get("arguments") or ""
+        for call in calls.values():
+            yield _tool_call_text(call["name"], call["arguments"])
+
+    def generate(self, messages: list[Message], *, max_new_tokens: int | None = None,
+                 tools: list[dict] | None = None) -> str:
+        """The whole reply from one non-streaming request."""
+        with self._post(self._body(messages, max_new_tokens, tools, stream=False)) as response:
+            response.read()
+            message = response.json()["choices"][0]["message"]
+        text = message.get("content") or ""
+        for call in message.get("tool_calls") or []:
+            text += _tool_call_text(call["function"]["name"], call["function"].get("arguments") or "{}")
+        return text
+
+
+def _tool_call_text(name: str, arguments: str | dict) -> str:
+    """A structured tool call in the ``<tool_call>{...}</tool_call>`` text form every backend returns."""
+    if isinstance(arguments, str):
+        try:
+            arguments = json.loads(arguments or "{}")
+        except json.JSONDecodeError:
+            pass  # keep the raw text; the agent reports it as a malformed call
+    return f"<tool_call>{json.dumps({'name': name, 'arguments': arguments})}</tool_call>"
+
+
+# --------------------------------------------------------------------------------------------------------------------
+# Loading once per process
+
+_LOADED: dict[tuple, VLM] = {}
+_LOAD_LOCK = threading.Lock()
+
+
+def load_vlm(settings: Settings | None = None) -> VLM:
+    """The VLM the settings describe, created on first use and shared by every caller in the process.
+
+    Raises :class:`~mmsupport.errors.ModelUnavailable` saying what failed and how to fix it; nothing is cached then,
+    so a later call can succeed. Text-only features should catch it and carry on without images.
+    """
+    settings = settings or load_settings()
+    key = (settings.backend, settings.model, settings.server_model, settings.adapter, settings.device, settings.dtype,
+           settings.quantization, settings.base_url, settings.api_key, settings.image_splitting)
+    with _LOAD_LOCK:
+        if key not in _LOADED:
+            _LOADED[key] = _create(settings)
+        return _LOADED[key]
+
+
+def _create(settings: Settings) -> VLM:
+    if settings.backend == "openai":
+        if not settings.base_url:
+            raise ModelUnavailable("MMSUPPORT_BACKEND=openai needs the server's URL.",
+                                   hint="Set MMSUPPORT_BASE_URL, e.g. http://127.0.0.1:8000/v1.")
+        return OpenAIVLM(settings.base_url, settings.server_model or settings.model, api_key=settings.api_key,
+                         timeout=settings.request_timeout, max_retries=settings.max_retries,
+                         max_new_tokens=settings.max_new_tokens, image_max_side=settings.image_max_side)
+    return TransformersVLM(settings.model, adapter=settings.adapter, device=settings.device, dtype=settings.dtype,
+                           quantization=settings.quantization, max_new_tokens=settings.max_new_tokens,
+                           image_max_side=settings.image_max_side, image_splitting=settings.image_splitting)

@@ -1,0 +1,139 @@
+"""The local transformers backend on tiny random VLMs of three architectures, through the user code path."""
+
+import pytest
+from PIL import Image
+
+from mmsupport.config import load_settings
+from mmsupport.errors import ModelUnavailable
+from mmsupport.vlm import TransformersVLM, load_vlm
+from tiny_models import ARCHS, build_tiny_vlm
+
+
+@pytest.fixture(scope="module", params=ARCHS)
+def tiny_dir(request, tmp_path_factory):
+    return build_tiny_vlm(tmp_path_factory.mktemp(request.param), request.param)
+
+
+@pytest.fixture(scope="module")
+def vlm(tiny_dir):
+    return load_vlm(load_settings({}, model=str(tiny_dir), quantization="none", max_new_tokens=12))
+
+
+def _ask(text, colour="red", size=(64, 48)):
+    return {"role": "user", "content": [{"type": "image", "image": Image.new("RGB", size, colour)},
+                                        {"type": "text", "text": text}]}
+
+
+class _CountCalls:
+    """Wraps ``model.generate`` to count calls and record output lengths; generation itself is untouched."""
+
+    def __init__(self, model):
+        self.model, self.real, self.new_tokens = model, model.generate, []
+
+    def __call__(self, **kwargs):
+        output = self.real(**kwargs)
+        self.new_tokens.append(output.shape[1] - kwargs["input_ids"].shape[1])
+        return output
+
+    def __enter__(self):
+        self.model.generate = self
+        return self
+
+    def __exit__(self, *exc):
+        del self.model.generate
+
+
+def test_load_vlm_loads_once_per_process(tiny_dir, vlm):
+    again = load_vlm(load_settings({}, model=str(tiny_dir), quantization="none", max_new_tokens=12))
+    assert again is vlm
+    assert isinstance(vlm, TransformersVLM) and vlm.name == str(tiny_dir) and vlm.supports_tools
+
+
+def test_describe_runs_the_model_once_per_image_and_prompt(vlm):
+    photo = Image.new("RGB", (300, 200), (10, 120, 30))
+    with _CountCalls(vlm.model) as calls:
+        first = vlm.describe(photo)
+        assert isinstance(first, str) and first
+        assert vlm.describe(photo.copy()) == first  # same pixels: cached
+        vlm.describe(photo, prompt="What colour is it?")  # new prompt: runs
+        vlm.describe(Image.new("RGB", (300, 200), "blue"))  # new image: runs
+    assert len(calls.new_tokens) == 3
+
+
+def test_chat_with_history_and_streaming_match(vlm):
+    messages = [
+        _ask("Is this shoe waterproof?"),
+        {"role": "assistant", "content": "It looks like a canvas sneaker."},
+        {"role": "user", "content": "And the price?"},
+    ]
+    pieces = list(vlm.stream(messages))
+    assert len(pieces) >= 1
+    assert "".join(pieces) == vlm.generate(messages)
+
+
+def test_closing_the_stream_stops_generation(vlm):
+    with _CountCalls(vlm.model) as calls:
+        full = vlm.generate([_ask("Tell me everything.")], max_new_tokens=120)
+        stream = vlm.stream([_ask("Tell me everything.")], max_new_tokens=120)
+        first = next(stream)
+        stream.close()
+    assert full.startswith(first)
+    finished, cancelled = calls.new_tokens
+    assert cancelled < finished
+
+
+def test_batch_matches_one_by_one(vlm):
+    conversations = [[_ask("what is it?", "red")], [_ask("a much longer question about the product", "blue")],
+                     [{"role": "user", "content": "text only, no image"}]]
+    with _CountCalls(vlm.model) as calls:
+        batch = vlm.generate_batch(conversations)
+    assert len(calls.new_tokens) == 1  # one generate call for the whole batch
+    assert batch == [vlm.generate(messages).strip() for messages in conversations]
+
+
+def test_tools_render_through_the_chat_template(vlm):
+    tool = {"type": "function", "function": {"name": "search_catalog", "description": "Search products",
+                                             "parameters": {"type": "object", "properties": {"query": {"type": "string"}}}}}
+    assert isinstance(vlm.generate([_ask("find similar")], tools=[tool]), str)
+
+
+def test_int8_dynamic_quantization(tiny_dir):
+    import torch
+
+    vlm = TransformersVLM(tiny_dir, quantization="int8-dynamic", max_new_tokens=6)
+    assert any(isinstance(m, torch.ao.nn.quantized.dynamic.Linear) for m in vlm.model.modules())
+    assert isinstance(vlm.describe(Image.new("RGB", (64, 64), "red")), str)
+
+
+def test_4bit_bitsandbytes_load_on_cpu(tiny_dir):
+    import bitsandbytes as bnb
+
+    vlm = TransformersVLM(tiny_dir, quantization="4bit", device="cpu", max_new_tokens=6)
+    assert any(isinstance(m, bnb.nn.Linear4bit) for m in vlm.model.modules())
+    assert isinstance(vlm.generate([_ask("what is it?")]), str)
+
+
+def test_lora_adapter_is_attached_at_load(tiny_dir, tmp_path):
+    import torch
+    from peft import LoraConfig, get_peft_model
+    from transformers import AutoModelForImageTextToText
+
+    base = AutoModelForImageTextToText.from_pretrained(tiny_dir)
+    lora = LoraConfig(r=4, lora_alpha=64, target_modules=["q_proj", "v_proj"], init_lora_weights=False)
+    get_peft_model(base, lora).save_pretrained(tmp_path / "adapter")
+
+    plain = TransformersVLM(tiny_dir, quantization="none")
+    tuned = TransformersVLM(tiny_dir, adapter=tmp_path / "adapter", quantization="none")
+    assert tuned.adapter == str(tmp_path / "adapter")
+    inputs = plain.processor.apply_chat_template([_ask("hi")], add_generation_prompt=True, tokenize=True,
+                                                 return_dict=True, return_tensors="pt")
+    with torch.inference_mode():
+        assert not torch.allclose(plain.model(**inputs).logits, tuned.model(**inputs).logits)
+
+
+def test_missing_model_says_how_to_fix(tmp_path):
+    settings = load_settings({}, model=str(tmp_path / "no-such-model"))
+    with pytest.raises(ModelUnavailable, match="MMSUPPORT_MODEL.*MMSUPPORT_BASE_URL"):
+        load_vlm(settings)
+    with pytest.raises(ModelUnavailable, match="MMSUPPORT_BASE_URL"):
+        load_vlm(load_settings({}, backend="openai"))
