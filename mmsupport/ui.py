@@ -241,6 +241,14 @@ def _placeholder_image():
     return image
 
 
+def _details(item) -> str:
+    """Markdown for one item's full card: every field as text (catalog HTML is escaped, never rendered)."""
+    facts = [item.kind, item.category, item.colour, f"{item.price:.2f}" if item.price is not None else None,
+             f"score {item.score:.2f}"]
+    line = " · ".join(_escape(str(fact)) for fact in facts if fact)
+    return f"**{_escape(item.title)}** [{_escape(item.id)}]  \n{line}\n\n{_escape(item.text)}"
+
+
 def _item_dict(item) -> dict:
     """An item as plain JSON for API clients (image as its file name, never a server path)."""
     data = dataclasses.asdict(item)
@@ -361,9 +369,10 @@ def build_demo(settings: Settings | None = None, *, vlm: VLM | None = None, cata
         return history[:start], gr.MultimodalTextbox(value={"text": html.unescape(text), "files": files})
 
     def ask_about(items: list, history: list[dict], selected: gr.SelectData):
-        """Clicking a card asks about that item."""
+        """Clicking a card shows the item's details and asks about it."""
         item = items[selected.index]
-        return history + [{"role": "user", "content": _escape(f"Tell me more about {item.title} [{item.id}].")}]
+        question = {"role": "user", "content": _escape(f"Tell me more about {item.title} [{item.id}].")}
+        return history + [question], _details(item)
 
     def vote(turns: list[dict], like: gr.LikeData):
         """Store a thumbs up/down with the turn it is about."""
@@ -472,6 +481,7 @@ def build_demo(settings: Settings | None = None, *, vlm: VLM | None = None, cata
                         gallery = gr.Gallery(label="Retrieved items (click one to ask about it)", elem_id="items",
                                              columns=2, height=460, allow_preview=False, object_fit="contain",
                                              interactive=False)
+                        details = gr.Markdown(elem_id="item-details")
                         with gr.Accordion("Search settings", open=False):
                             mode = gr.Radio(["hybrid", "vector", "fts"], value=settings.search_mode,
                                             label="Search mode", info="fts = keyword (full-text) search")
@@ -527,9 +537,10 @@ def build_demo(settings: Settings | None = None, *, vlm: VLM | None = None, cata
         chatbot.retry(retry, chatbot, chatbot, api_visibility="private").success(
             respond, answer_inputs, answer_outputs, api_visibility="private", concurrency_id="turn")
         chatbot.undo(undo, chatbot, [chatbot, textbox], api_visibility="private")
-        chatbot.clear(lambda: ([], [], [], []), outputs=[chatbot, gallery, items, turns], api_visibility="private")
+        chatbot.clear(lambda: ([], [], [], [], ""), outputs=[chatbot, gallery, items, turns, details],
+                      api_visibility="private")
         chatbot.like(vote, turns, None, api_visibility="private")
-        gallery.select(ask_about, [items, chatbot], chatbot, api_visibility="private").success(
+        gallery.select(ask_about, [items, chatbot], [chatbot, details], api_visibility="private").success(
             respond, answer_inputs, answer_outputs, api_visibility="private", concurrency_id="turn")
         api_button.click(api_chat, [api_message, api_image, api_mode, api_k, api_category], api_result,
                          api_name="chat", concurrency_id="turn")

@@ -1,0 +1,85 @@
+"""The UI's building blocks that need no server: upload checks, citation links, zip extraction, the feedback log."""
+
+import json
+import zipfile
+from types import SimpleNamespace
+
+import pytest
+from PIL import Image
+
+from mmsupport.config import load_settings
+from mmsupport.errors import InvalidInput
+from mmsupport.feedback import FeedbackLog
+from mmsupport.ui import _extract_images, link_citations, validate_upload
+
+
+@pytest.fixture
+def settings(tmp_path):
+    return load_settings(db_dir=tmp_path / "db", max_upload_mb=0.5, image_max_side=64)
+
+
+def test_validate_upload_accepts_an_image(tmp_path, settings):
+    path = tmp_path / "shoe.png"
+    Image.new("RGB", (200, 100), "red").save(path)
+    image = validate_upload(path, settings)
+    assert image.mode == "RGB" and max(image.size) <= 64
+
+
+def test_validate_upload_rejects_other_types(tmp_path, settings):
+    path = tmp_path / "notes.txt"
+    path.write_text("hello")
+    with pytest.raises(InvalidInput, match="notes.txt is not an image"):
+        validate_upload(path, settings)
+
+
+def test_validate_upload_rejects_big_files(tmp_path, settings):
+    path = tmp_path / "huge.bmp"
+    Image.effect_noise((600, 600), 50).convert("RGB").save(path)  # about 1 MB uncompressed
+    with pytest.raises(InvalidInput, match=r"huge.bmp is 1\.\d MB, over the 0.5 MB limit"):
+        validate_upload(path, settings)
+
+
+def test_validate_upload_rejects_a_fake_image(tmp_path, settings):
+    path = tmp_path / "fake.png"
+    path.write_bytes(b"<script>alert(1)</script>")
+    with pytest.raises(InvalidInput):
+        validate_upload(path, settings)
+
+
+def test_citations_link_to_retrieved_cards_only():
+    items = [SimpleNamespace(id="P001"), SimpleNamespace(id="A7")]
+    answer = "Try [P001] or see [A7]; [X9] was not retrieved and [see below] is prose."
+    assert link_citations(answer, items) == (
+        "Try [[P001]](#card-0) or see [[A7]](#card-1); [X9] was not retrieved and [see below] is prose.")
+
+
+def test_zip_extraction_keeps_only_images_without_paths(tmp_path):
+    archive = tmp_path / "images.zip"
+    png = tmp_path / "a.png"
+    Image.new("RGB", (4, 4)).save(png)
+    with zipfile.ZipFile(archive, "w") as zf:
+        zf.write(png, "../../escape.png")
+        zf.write(png, "nested/dir/b.png")
+        zf.writestr("/etc/cron.d/evil", "* * * * * root rm -rf /")
+        zf.writestr("readme.txt", "not an image")
+    (tmp_path / "out").mkdir()
+    folder = _extract_images(str(archive), tmp_path / "out")
+    assert sorted(p.name for p in folder.iterdir()) == ["b.png", "escape.png"]
+    assert not (tmp_path / "escape.png").exists()
+    assert sorted(p.name for p in (tmp_path / "out").rglob("*") if p.is_file()) == ["b.png", "escape.png"]
+
+
+def test_zip_extraction_rejects_a_broken_zip(tmp_path):
+    bad = tmp_path / "bad.zip"
+    bad.write_bytes(b"PK not really")
+    with pytest.raises(InvalidInput, match="bad.zip is not a valid zip file"):
+        _extract_images(str(bad), tmp_path)
+
+
+def test_feedback_log_appends_one_line_per_vote(tmp_path):
+    log = FeedbackLog(tmp_path / "sub" / "feedback.jsonl")
+    log.record(liked=True, turn={"question": "Red light?", "answer": "See [A1].", "citations": ["A1"]})
+    log.record(liked=False, turn={"question": "Size?", "answer": "No match.", "citations": []})
+    lines = (tmp_path / "sub" / "feedback.jsonl").read_text().splitlines()
+    assert [json.loads(line)["rating"] for line in lines] == ["up", "down"]
+    assert log.entries()[0]["citations"] == ["A1"] and "time" in log.entries()[0]
