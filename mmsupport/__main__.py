@@ -14,7 +14,9 @@ import sys
 from mmsupport.errors import MMSupportError
 
 #: command name (a space makes a sub-command) -> module in mmsupport.cli
-COMMANDS = {}
+COMMANDS = {
+    "label": "label",
+}
 
 
 def build_parser() -> argparse.ArgumentParser:
