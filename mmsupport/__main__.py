@@ -15,6 +15,7 @@ from mmsupport.errors import MMSupportError
 
 #: command name (a space makes a sub-command) -> module in mmsupport.cli
 COMMANDS = {
+    "describe": "describe",
     "label": "label",
 }
 

@@ -24,6 +24,7 @@ from abc import ABC, abstractmethod
 from collections import OrderedDict
 from collections.abc import Iterator
 from contextlib import contextmanager
+from pathlib import Path
 
 from mmsupport.config import Settings, load_settings
 from mmsupport.errors import InvalidInput, ModelUnavailable
@@ -184,6 +185,8 @@ class TransformersVLM(VLM):
         self.image_max_side = image_max_side
         self.device, self.dtype, self.quantization = resolve_placement(device, dtype, quantization)
         self._lock = threading.Lock()  # one generation at a time per model: memory stays bounded
+        if self.name.startswith((".", "/", "~")) and not Path(self.name).expanduser().is_dir():
+            raise ModelUnavailable(f"The model folder {self.name} does not exist.", hint=_FIX_MODEL)
         try:
             self._load(image_splitting)
         except ModelUnavailable:
@@ -192,7 +195,7 @@ class TransformersVLM(VLM):
             raise ModelUnavailable(
                 f"Could not load the vision-language model {self.name!r}"
                 f"{f' with adapter {self.adapter!r}' if self.adapter else ''}: {type(error).__name__}: "
-                f"{str(error).splitlines()[0] if str(error) else 'no details'}.",
+                f"{str(error).splitlines()[0].rstrip('.') if str(error) else 'no details'}.",
                 hint=_FIX_MODEL if not isinstance(error, (MemoryError, RuntimeError)) else
                 "Free memory, use a smaller model or MMSUPPORT_QUANTIZATION=int8-dynamic / 4bit. " + _FIX_MODEL,
             ) from error
@@ -371,10 +374,12 @@ class OpenAIVLM(VLM):
     def _http_error(self, response) -> Exception:
         try:
             detail = response.json()
-            detail = detail.get("error", detail)
-            detail = detail.get("message", detail) if isinstance(detail, dict) else detail
         except ValueError:
             detail = response.text
+        if isinstance(detail, dict):  # OpenAI {"error": {"message": ...}} or FastAPI {"detail": ...}
+            detail = detail.get("error") or detail.get("detail") or detail
+        if isinstance(detail, dict):
+            detail = detail.get("message") or detail
         detail = str(detail).strip()[:300] or response.reason_phrase
         where = f"The model server at {self.base_url}"
         status = response.status_code

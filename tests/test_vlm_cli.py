@@ -1,0 +1,30 @@
+"""`python -m mmsupport describe` end to end on a tiny local model."""
+
+import json
+import subprocess
+import sys
+
+from PIL import Image
+
+from mmsupport.__main__ import main
+
+
+def test_describe_json(tiny_vlm_dir, tmp_path, capsys):
+    photo = tmp_path / "shoe.jpg"
+    Image.new("RGB", (200, 120), "red").save(photo)
+    code = main(["describe", str(photo), "--model", str(tiny_vlm_dir), "--max-new-tokens", "5",
+                 "--prompt", "What colour?", "--json"])
+    assert code == 0
+    result = json.loads(capsys.readouterr().out)
+    assert set(result) == {"text", "model", "adapter", "timings"}
+    assert result["model"] == str(tiny_vlm_dir) and result["adapter"] is None
+    assert isinstance(result["text"], str) and result["timings"]["generate_s"] >= 0
+
+
+def test_describe_bad_image_is_one_line_without_traceback(tmp_path):
+    fake = tmp_path / "photo.jpg"
+    fake.write_text("this is not a photo")
+    done = subprocess.run([sys.executable, "-m", "mmsupport", "describe", str(fake)], capture_output=True, text=True)
+    assert done.returncode == 2
+    assert done.stdout == ""
+    assert done.stderr.count("\n") == 1 and "not an image" in done.stderr and "Traceback" not in done.stderr
