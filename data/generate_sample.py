@@ -245,10 +245,10 @@ LINES = (
         "bags", "backpacks", "Packwell", "backpack",
         (
             Model("Commuter 22L Backpack", 89.00, ("black", "grey", "navy", "green"),
-                  "A 22-litre daypack with a padded sleeve for laptops up to 16 inches, a luggage pass-through and a "
-                  "hidden back pocket."),
+                  "A 22-litre commuter backpack with a padded sleeve for laptops up to 16 inches, a luggage "
+                  "pass-through and a hidden back pocket."),
             Model("Trail 30L Hiking Backpack", 119.00, ("red", "blue", "olive"),
-                  "A 30-litre hiking pack with a ventilated back panel, hip-belt pockets, a rain cover and a "
+                  "A 30-litre daypack for hiking with a ventilated back panel, hip-belt pockets, a rain cover and a "
                   "hydration sleeve."),
             Model("Roll-Top Waterproof Backpack", 99.00, ("yellow", "black", "orange"),
                   "A welded roll-top backpack in TPU-coated fabric that keeps a laptop dry in heavy rain.",
@@ -310,8 +310,8 @@ LINES = (
             Model("Band 3 NFC", 59.00, ("black", "red", "white"),
                   "The Band 3 with NFC for contactless payments and built-in GPS for phone-free runs."),
             Model("Swim Band", 69.00, ("blue", "yellow", "purple"),
-                  "Waterproof to 50 m with automatic lap counting and stroke detection for pool and open-water "
-                  "swims."),
+                  "A swim fitness tracker, waterproof to 50 m, with automatic lap counting and stroke detection for "
+                  "pool and open-water swims."),
         ),
         ("The soft silicone strap has a secure pin-and-tuck clasp.",
          "It weighs under 25 g, so you forget you are wearing it.",
@@ -388,8 +388,8 @@ LINES = (
             Model("20W USB-C Charger", 19.00, ("white", "black"),
                   "A compact 20 W USB-C PD wall charger that fast-charges most phones to 50% in about 30 minutes."),
             Model("65W GaN Charger", 49.00, ("white", "black", "grey"),
-                  "A 65 W GaN charger with two USB-C ports and one USB-A port, small enough to replace a laptop "
-                  "brick."),
+                  "A 65 W GaN charger with two USB-C ports and one USB-A port that charges a laptop and a phone at "
+                  "the same time."),
             Model("3-in-1 Wireless Charging Stand", 79.00, ("black", "white"),
                   "A Qi2 wireless stand that charges a phone, earbuds and a watch at the same time.", style="stand"),
             Model("10000 mAh Power Bank", 39.00, ("black", "blue", "pink"),
