@@ -14,7 +14,6 @@ from __future__ import annotations
 import argparse
 import csv
 import json
-import math
 import random
 from dataclasses import dataclass
 from pathlib import Path
@@ -229,7 +228,7 @@ LINES = (
                   "A sport sandal with three adjustable hook-and-loop straps, a cushioned footbed and a grippy sole."),
             Model("Cork Two-Strap Sandal", 69.00, ("brown", "beige", "black"),
                   "Two adjustable buckle straps over a contoured cork-latex footbed that moulds to your foot.",
-                  care="Keep the cork out of long soaks and reseal it with cork sealant once a year."),
+                  care="Keep the cork out of long soaks and reseal it with cork sealant once a year.", style="cork"),
             Model("Recovery Slide", 35.00, ("grey", "pink", "white"),
                   "A one-piece foam slide for after a run: soft underfoot and quick to dry.", style="slide"),
         ),
@@ -778,19 +777,25 @@ def describe(line: Line, model: Model, colour: str) -> str:
     return " ".join(sentences)
 
 
-def build_products() -> list[dict[str, str]]:
-    """One row per (model, colour), ids P0001... in catalog order."""
-    rows = []
+def catalog_entries():
+    """(line, model, colour) for every product, in id order."""
     for line in LINES:
         for model in line.models:
             for colour in model.colours:
-                pid = f"P{len(rows) + 1:04d}"
-                rows.append({
-                    "kind": "product", "id": pid, "title": f"{line.brand} {model.name} ({colour.capitalize()})",
-                    "category": line.category, "subcategory": line.subcategory, "colour": colour,
-                    "price": f"{model.price:.2f}", "brand": line.brand, "description": describe(line, model, colour),
-                    "image": f"{pid}.png",
-                })
+                yield line, model, colour
+
+
+def build_products() -> list[dict[str, str]]:
+    """One row per (model, colour), ids P0001... in catalog order."""
+    rows = []
+    for line, model, colour in catalog_entries():
+        pid = f"P{len(rows) + 1:04d}"
+        rows.append({
+            "kind": "product", "id": pid, "title": f"{line.brand} {model.name} ({colour.capitalize()})",
+            "category": line.category, "subcategory": line.subcategory, "colour": colour,
+            "price": f"{model.price:.2f}", "brand": line.brand, "description": describe(line, model, colour),
+            "image": f"{pid}.png",
+        })
     return rows
 
 
@@ -914,7 +919,7 @@ def draw_sandal(d, c, o, style):
         d.chord((70, 132, 214, 232), 180, 360, fill=c, outline=o, width=3)
         return
     straps = ((60, 130, 116, 236), (112, 124, 172, 236), (160, 136, 214, 236))
-    for box in straps[: 2 if "Cork" in style else 3]:
+    for box in straps[: 2 if style == "cork" else 3]:
         d.arc(box, 180, 360, fill=c, width=14)
         d.arc(box, 180, 360, fill=o, width=2)
     d.rectangle((126, 124, 140, 136), fill=(200, 200, 190))
@@ -1027,6 +1032,7 @@ def draw_charger(d, c, o, style):
         d.line([(128, 184), (128, 210), (170, 226), (220, 222)], fill=o, width=5, joint="curve")
 
 
+#: Line.draw name -> drawing function ``fn(draw, fill, outline, style)`` on the 256x256 canvas.
 DRAWERS = {name[5:]: fn for name, fn in globals().items() if name.startswith("draw_")}
 
 
@@ -1039,8 +1045,7 @@ def product_image(line: Line, model: Model, colour: str, floor_shadow: bool = Tr
     if floor_shadow:
         d.ellipse((40, 222, 216, 246), fill=shade(background, 0.88))
     rgb = COLOURS[colour]
-    style = model.style or ("Cork" if "Cork" in model.name else "")
-    DRAWERS[line.draw](d, rgb, edge(rgb), style)
+    DRAWERS[line.draw](d, rgb, edge(rgb), model.style)
     return image
 
 
@@ -1225,14 +1230,6 @@ def build_conversations(products: list[dict[str, str]], articles: list[dict[str,
 
 
 # --- writing ---------------------------------------------------------------------------------------------------------
-
-def catalog_entries():
-    """(line, model, colour) for every product, in id order."""
-    for line in LINES:
-        for model in line.models:
-            for colour in model.colours:
-                yield line, model, colour
-
 
 def write_csv(path: Path, rows: list[dict[str, str]]) -> None:
     with path.open("w", encoding="utf-8", newline="") as f:
