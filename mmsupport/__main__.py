@@ -17,6 +17,7 @@ from mmsupport.errors import MMSupportError
 COMMANDS = {
     "describe": "describe",
     "label": "label",
+    "finetune": "finetune",
 }
 
 
