@@ -1220,6 +1220,11 @@ def build_conversations(products: list[dict[str, str]], articles: list[dict[str,
         [("The charging case of my earbuds shows no light at all", None, a("Earbud charging case not charging"))],
         [("My parcel arrived with the box crushed and the speaker is cracked", None,
           a("Parcel damaged or missing"))],
+        [("Which watch is this?", photo("watch_red_light.png"), p("S2 Smartwatch")),
+         ("Do you have it in pink?", None, p("S2 Smartwatch", "pink")),
+         ("And the red light on mine, what does it mean?", None, a("Smartwatch button flashing red"))],
+        [("Do you sell lawn mowers?", None, none),
+         ("What about garden hoses?", None, none)],
     ]
     return [
         {"id": f"c{i:02d}", "turns": [
