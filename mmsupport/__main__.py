@@ -18,6 +18,11 @@ COMMANDS = {
     "describe": "describe",
     "label": "label",
     "finetune": "finetune",
+    "ingest": "ingest",
+    "search": "search",
+    "eval retrieval": "eval_retrieval",
+    "chat": "chat",
+    "eval agent": "eval_agent",
 }
 
 
