@@ -1,0 +1,71 @@
+"""Search modes, prefilters, freshness after ingest and the hybrid fusion, on a small real LanceDB table."""
+
+import pytest
+
+from mmsupport.catalog import Catalog
+from mmsupport.config import load_settings
+from mmsupport.errors import InvalidInput
+from test_catalog import write_csv
+
+HEADER = ["kind", "id", "title", "category", "price", "description"]
+ROWS = [
+    ["product", "w1", "Pulse S2 smartwatch", "smartwatches", "129", "Fitness smartwatch with heart-rate sensor"],
+    ["product", "h1", "Sonora H7 headset", "headphones", "59", "Wireless over-ear headset with noise cancelling"],
+    ["product", "s1", "Trail runner", "shoes", "89", "Lightweight running shoe for muddy trails"],
+    ["product", "b1", "City backpack", "bags", "45", "Water-resistant backpack with a laptop sleeve"],
+    ["article", "a1", "Smartwatch button flashing red", "troubleshooting", "",
+     "A red flashing light on the side button means the battery is low; charge the watch for 30 minutes"],
+    ["article", "a2", "Headset blinking blue means pairing mode", "troubleshooting", "",
+     "When the light blinks blue the headset is ready to pair with your phone over Bluetooth"],
+    ["article", "a3", "Returns within 30 days", "returns", "",
+     "Unused items can be sent back within 30 days of delivery for a full refund"],
+]
+
+
+@pytest.fixture(scope="module")
+def catalog(tmp_path_factory):
+    root = tmp_path_factory.mktemp("retrieval")
+    catalog = Catalog.open(load_settings(db_dir=root / "db", table="shop"), create=True)
+    catalog.ingest_csv(write_csv(root / "shop.csv", ROWS, HEADER), progress=False)
+    return catalog
+
+
+@pytest.mark.parametrize("mode", ["vector", "fts", "hybrid"])
+def test_every_mode_finds_the_obvious_item_and_says_its_kind(catalog, mode):
+    items = catalog.search("smartwatch button flashing red", mode=mode, k=3)
+    assert items[0].id == "a1"
+    assert items[0].kind == "article"
+    assert [i.score for i in items] == sorted((i.score for i in items), reverse=True)
+
+
+def test_vector_mode_understands_paraphrases(catalog):
+    assert catalog.search("my earphones want to connect to my mobile", mode="vector", k=1)[0].id in {"a2", "h1"}
+
+
+@pytest.mark.parametrize("mode", ["vector", "fts", "hybrid"])
+def test_where_is_a_prefilter(catalog, mode):
+    items = catalog.search("headset", mode=mode, k=5, where="kind = 'product' AND price < 100")
+    assert items and items[0].id == "h1"
+    assert all(i.kind == "product" and i.price < 100 for i in items)
+
+
+def test_new_rows_are_found_by_every_mode_right_after_ingest(tmp_path):
+    catalog = Catalog.open(load_settings(db_dir=tmp_path / "db", table="shop"), create=True)
+    catalog.ingest_csv(write_csv(tmp_path / "a.csv", ROWS, HEADER), progress=False)
+    catalog.ingest_csv(write_csv(tmp_path / "b.csv", [["product", "z1", "Zebra print tote", "bags", "30",
+                                                      "Canvas tote bag with a zebra print"]], HEADER), progress=False)
+    for mode in ("vector", "fts", "hybrid"):
+        assert catalog.search("zebra print tote", mode=mode, k=1)[0].id == "z1", mode
+    assert not catalog.table.index_stats("text_idx").num_unindexed_rows
+
+
+@pytest.mark.parametrize("query, kwargs, message", [
+    ("  ", {}, "query is empty"),
+    ("watch", {"mode": "semantic"}, "Unknown search mode 'semantic'"),
+    ("watch", {"k": 0}, "k=0"),
+    ("watch", {"where": "colour_of_box = 'x'"}, "filter .colour_of_box = 'x'. is not valid.*columns id, kind, title"),
+])
+def test_bad_search_input_says_what_to_do(catalog, query, kwargs, message):
+    with pytest.raises(InvalidInput, match=message):
+        catalog.search(query, **kwargs)
+
