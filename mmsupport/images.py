@@ -29,6 +29,11 @@ MAX_ASPECT_RATIO = 20
 
 
 def _read_bytes(source, max_bytes: int) -> bytes:
+    if isinstance(source, str) and source.startswith("data:"):
+        try:
+            source = base64.b64decode(source.split(",", 1)[1], validate=True)
+        except (IndexError, ValueError):
+            raise InvalidInput("The image data URL is not valid base64.", hint="Send data:image/...;base64,...") from None
     if isinstance(source, (bytes, bytearray, memoryview)):
         data = bytes(source)
         where = "the uploaded image"
@@ -91,7 +96,7 @@ def _check_shape(width: int, height: int, max_pixels: int) -> None:
 
 def load_image(source: str | Path | bytes | Image.Image, *, max_side: int | None = None, max_bytes: int = MAX_BYTES,
                max_pixels: int = MAX_PIXELS) -> Image.Image:
-    """Decode ``source`` (a path, raw bytes or a PIL image) defensively into an RGB image.
+    """Decode ``source`` (a path, a ``data:`` URL, raw bytes or a PIL image) defensively into an RGB image.
 
     ``max_side`` downscales (never upscales) so the longest side fits. Raises
     :class:`~mmsupport.errors.InvalidInput` with the reason and a fix when the input is unusable.

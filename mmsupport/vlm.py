@@ -125,10 +125,10 @@ def _content_parts(message: Message) -> list[dict]:
 
 
 def _image_source(part: dict):
-    """The image inside an image part, whichever key the caller used."""
-    for key in ("image", "path", "url"):
+    """The image inside an image part, whichever key the caller used (OpenAI's ``image_url`` gives its ``url``)."""
+    for key in ("image", "path", "url", "image_url"):
         if part.get(key) is not None:
-            return part[key]
+            return part[key]["url"] if isinstance(part[key], dict) else part[key]
     raise InvalidInput("An image part of the message has no image.", hint='Give it as {"type": "image", "image": ...}.')
 
 
@@ -168,6 +168,15 @@ def resolve_placement(device: str = "auto", dtype: str = "auto", quantization: s
     return device, torch_dtype, quantization
 
 
+def quantize_int8_dynamic(model):
+    """Replace every ``nn.Linear`` with an int8-weight, dynamically quantized one (CPU; activations stay fp32)."""
+    import torch
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # torch marks its eager quantization API as deprecated, without a successor
+        return torch.ao.quantization.quantize_dynamic(model, {torch.nn.Linear}, dtype=torch.qint8)
+
+
 class TransformersVLM(VLM):
     """A local model loaded with ``AutoProcessor`` + ``AutoModelForImageTextToText`` (Hub id or folder).
 
@@ -201,7 +210,6 @@ class TransformersVLM(VLM):
             ) from error
 
     def _load(self, image_splitting: bool) -> None:
-        import torch
         from transformers import AutoModelForImageTextToText, AutoProcessor
 
         self.processor = AutoProcessor.from_pretrained(self.name)
@@ -235,9 +243,7 @@ class TransformersVLM(VLM):
                 model = model.merge_and_unload()  # plain weights again: as fast as the base model
         model.eval()
         if self.quantization == "int8-dynamic":
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore")  # torch marks its eager quantization API as deprecated
-                model = torch.ao.quantization.quantize_dynamic(model, {torch.nn.Linear}, dtype=torch.qint8)
+            model = quantize_int8_dynamic(model)
         self.model = model
 
     def _inputs(self, conversations: list[list[Message]], tools: list[dict] | None):
@@ -356,11 +362,9 @@ class OpenAIVLM(VLM):
             for part in _content_parts(message):
                 if part.get("type") in ("image", "image_url"):
                     source = _image_source(part)
-                    if isinstance(source, dict):  # already {"url": ...} in OpenAI form
-                        parts.append({"type": "image_url", "image_url": source})
-                        continue
-                    image = load_image(source, max_side=self.image_max_side)
-                    parts.append({"type": "image_url", "image_url": {"url": to_data_url(image)}})
+                    if not (isinstance(source, str) and source.startswith(("http://", "https://", "data:"))):
+                        source = to_data_url(load_image(source, max_side=self.image_max_side))
+                    parts.append({"type": "image_url", "image_url": {"url": source}})
                 else:
                     parts.append(part)
             converted.append({**message, "content": parts})

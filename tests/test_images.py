@@ -123,3 +123,6 @@ def test_digest_and_data_url():
     url = to_data_url(red)
     assert url.startswith("data:image/jpeg;base64,")
     assert load_image(base64.b64decode(url.split(",", 1)[1])).size == (4, 4)
+    assert load_image(url).size == (4, 4)
+    with pytest.raises(InvalidInput, match="base64"):
+        load_image("data:image/png;base64,@@@")

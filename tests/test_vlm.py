@@ -137,3 +137,22 @@ def test_missing_model_says_how_to_fix(tmp_path):
         load_vlm(settings)
     with pytest.raises(ModelUnavailable, match="MMSUPPORT_BASE_URL"):
         load_vlm(load_settings({}, backend="openai"))
+
+
+def test_concurrent_first_use_loads_one_model(tmp_path):
+    from concurrent.futures import ThreadPoolExecutor
+
+    folder = build_tiny_vlm(tmp_path / "fresh", "llava")
+    settings = load_settings({}, model=str(folder), quantization="none")
+    with ThreadPoolExecutor(4) as pool:
+        models = list(pool.map(lambda _: load_vlm(settings), range(4)))
+    assert all(model is models[0] for model in models)
+
+
+def test_openai_style_image_parts_work_locally(vlm):
+    from mmsupport.images import to_data_url
+
+    url = to_data_url(Image.new("RGB", (64, 48), "red"))
+    message = {"role": "user", "content": [{"type": "image_url", "image_url": {"url": url}},
+                                           {"type": "text", "text": "What is this?"}]}
+    assert vlm.generate([message]) == vlm.generate([_ask("What is this?")])
