@@ -15,7 +15,6 @@ import hmac
 import html
 import re
 import shutil
-import tempfile
 import threading
 import zipfile
 from collections.abc import Iterator
@@ -25,7 +24,7 @@ from pathlib import Path
 import gradio as gr
 
 from mmsupport.config import SAMPLE_DATA_DIR, Settings, load_settings
-from mmsupport.errors import InvalidInput, MMSupportError
+from mmsupport.errors import CatalogError, InvalidInput, MMSupportError
 from mmsupport.feedback import FeedbackLog
 from mmsupport.vlm import VLM
 
@@ -35,15 +34,17 @@ except ImportError:
     spaces = None
 
 #: Image types the chat accepts (checked by extension here, then by decoding with mmsupport.images.load_image).
-IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".webp", ".gif", ".bmp"}
+IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".webp", ".gif"}
 #: Largest total size of the images inside an admin zip, so a zip bomb cannot fill the disk.
 MAX_ZIP_BYTES = 500 * 1024 * 1024
 CITATION = re.compile(r"\[([A-Za-z0-9][\w.-]*)\]")
 
+#: Example turns: (question, photo under data/images or None).
 EXAMPLES = [
-    ("Do you have running shoes like these in another colour?", "images/P001.png"),
-    ("My watch shows a red light. What does it mean?", None),
-    ("What is your return policy for a torn jacket?", None),
+    ("Do you sell these running shoes? Any in blue?", "customer/sneaker_angle.png"),
+    ("My watch button is flashing red, what does that mean?", "customer/watch_red_light.png"),
+    ("The seam on my jacket tore after two months. Is that covered by the warranty?", "customer/jacket_tear.png"),
+    ("What is your return policy?", None),
 ]
 
 CSS = """
@@ -82,55 +83,88 @@ def _ui_errors():
         raise gr.Error(str(error), print_exception=False) from None
 
 
-class ModelLoader:
-    """Loads the VLM once, in a background thread, so the app is usable while it loads.
+class Resources:
+    """Opens the catalog (building the sample one on first start), then loads the VLM, in a background thread.
 
-    ``state`` is ``"loading"``, ``"ready"`` or ``"unavailable"`` (then ``reason`` says why and how to fix it).
-    Until the model is ready, turns are answered from retrieval alone.
+    The page is served at once; :meth:`status_markdown` tells people what is happening. ``catalog_state`` and
+    ``model_state`` are ``"loading"``, ``"ready"`` or ``"unavailable"`` (then ``catalog_error`` / ``model_reason``
+    say why and how to fix it). Until the model is ready, turns are answered from retrieval alone.
     """
 
-    def __init__(self, settings: Settings, vlm: VLM | None = None):
+    def __init__(self, settings: Settings, *, vlm: VLM | None = None, catalog=None):
         self.settings = settings
-        self.vlm = vlm
-        self.state = "ready" if vlm is not None else "loading"
-        self.reason = ""
-        self._started = threading.Lock()
-        self._thread: threading.Thread | None = None
+        self.catalog, self.vlm = catalog, vlm
+        self.catalog_state = "ready" if catalog is not None else "loading"
+        self.model_state = "ready" if vlm is not None else "loading"
+        self.catalog_error: MMSupportError | None = None
+        self.model_reason = ""
+        self._catalog_done = threading.Event()
+        if catalog is not None:
+            self._catalog_done.set()
+        threading.Thread(target=self._load, name="mmsupport-loader", daemon=True).start()
 
-    def start(self) -> None:
-        """Start loading in the background (once; later calls do nothing)."""
-        with self._started:
-            if self.state != "loading" or self._thread is not None:
-                return
-            self._thread = threading.Thread(target=self._load, name="mmsupport-vlm-loader", daemon=True)
-            self._thread.start()
+    @property
+    def loading(self) -> bool:
+        return "loading" in (self.catalog_state, self.model_state)
 
     def _load(self) -> None:
-        try:
-            from mmsupport.vlm import load_vlm
+        if self.catalog is None:
+            try:
+                self.catalog = _open_catalog(self.settings)
+                self.catalog.embedder  # load the text embedder now, not on the first question
+                self.catalog_state = "ready"
+            except MMSupportError as error:
+                self.catalog_error, self.catalog_state = error, "unavailable"
+            except Exception as error:  # an unexpected failure must show up as a status, not a dead thread
+                self.catalog_error = CatalogError(f"Could not open the catalog: {type(error).__name__}: {error}.",
+                                                  hint="Check MMSUPPORT_DB_DIR and the logs.")
+                self.catalog_state = "unavailable"
+            finally:
+                self._catalog_done.set()
+        if self.vlm is None:
+            try:
+                from mmsupport.vlm import load_vlm
 
-            self.vlm = load_vlm(self.settings)
-            self.state = "ready"
-        except MMSupportError as error:
-            self.reason, self.state = str(error), "unavailable"
-        except Exception as error:  # an unexpected failure must still show up as a status, not a dead thread
-            self.reason, self.state = f"{type(error).__name__}: {error}", "unavailable"
+                self.vlm = load_vlm(self.settings)
+                self.model_state = "ready"
+            except MMSupportError as error:
+                self.model_reason, self.model_state = str(error), "unavailable"
+            except Exception as error:
+                self.model_reason, self.model_state = f"{type(error).__name__}: {error}", "unavailable"
+
+    def wait_for_catalog(self):
+        """The catalog, once open (waits while it is being built); raises the error that stopped it opening."""
+        self._catalog_done.wait()
+        if self.catalog is None:
+            raise self.catalog_error
+        return self.catalog
 
     def status_markdown(self) -> str:
-        """One line for the page header."""
+        """One status line for the page header."""
+        if self.catalog_state == "loading":
+            return ("**Opening the catalog** (the first start builds it from the sample data, about a minute)… "
+                    "questions wait until it is ready.")
+        if self.catalog_state == "unavailable":
+            return f"**Catalog unavailable:** {html.escape(str(self.catalog_error))}"
         name = html.escape(self.vlm.name if self.vlm is not None else self.settings.model)
-        if self.state == "ready":
-            return f"**Model ready:** {name}."
-        if self.state == "loading":
+        if self.model_state == "ready":
+            return f"**Ready:** model {name}, {len(self.catalog)} catalog items."
+        if self.model_state == "loading":
             return f"**Loading model** {name}… until it is ready, answers list the best-matching catalog items."
-        return (f"**Model unavailable:** {html.escape(self.reason)} "
+        return (f"**Model unavailable:** {html.escape(self.model_reason)} "
                 "Answers list the best-matching catalog items instead.")
+
+    @property
+    def state(self) -> str:
+        """``loading``, ``ready`` or ``unavailable`` overall, for styling the status line."""
+        if self.loading:
+            return "loading"
+        return "ready" if self.catalog_state == self.model_state == "ready" else "unavailable"
 
 
 def _open_catalog(settings: Settings):
     """The configured table, or the bundled sample catalog built on first start."""
     from mmsupport.catalog import Catalog, ensure_sample_catalog
-    from mmsupport.errors import CatalogError
 
     try:
         return Catalog.open(settings)
@@ -154,7 +188,10 @@ def validate_upload(path: str | Path, settings: Settings):
     if size_mb > settings.max_upload_mb:
         raise InvalidInput(f"{name} is {size_mb:.1f} MB, over the {settings.max_upload_mb:g} MB limit.",
                            hint="Upload a smaller or more compressed photo.")
-    return load_image(path, max_side=settings.image_max_side)
+    try:
+        return load_image(path, max_side=settings.image_max_side)
+    except InvalidInput as error:
+        raise InvalidInput(f"{name}: {error.message}", hint=error.hint) from None
 
 
 def _text_of(content) -> str:
@@ -190,18 +227,6 @@ def _last_user_turn(history: list[dict]) -> tuple[int, str, list[str]]:
     text = " ".join(_text_of(m["content"]) for m in turn).strip()
     files = [path for m in turn for path in _files_of(m["content"])]
     return start, text, files
-
-
-def _agent_history(history: list[dict]) -> list[dict]:
-    """Earlier turns as text-only chat messages for the agent (step messages and images left out)."""
-    messages = []
-    for message in history:
-        if message.get("metadata") and message["metadata"].get("title"):
-            continue
-        text = _text_of(message["content"]).strip()
-        if text:
-            messages.append({"role": message["role"], "content": html.unescape(text)})
-    return messages
 
 
 def link_citations(answer: str, items: list) -> str:
@@ -286,18 +311,15 @@ class SupportApp(gr.Blocks):
 def build_demo(settings: Settings | None = None, *, vlm: VLM | None = None, catalog=None) -> SupportApp:
     """Build the app from ``settings`` (default: :func:`load_settings`).
 
-    The catalog is opened (or the sample one built) now; the VLM loads in the background after the page opens,
-    unless one is passed in (tests pass a scripted model).
+    The catalog (built from the sample data on first start) and the VLM load in the background, so the page is up
+    at once; pass ``vlm`` and/or ``catalog`` to use ready ones (tests pass a scripted model).
     """
-    from mmsupport.agent import Agent, Step, TurnResult
-
     settings = settings or load_settings()
-    catalog = catalog or _open_catalog(settings)
-    loader = ModelLoader(settings, vlm)
+    resources = Resources(settings, vlm=vlm, catalog=catalog)
     feedback = FeedbackLog(settings.feedback_path)
     placeholder = _placeholder_image()
-    image_dirs = [(SAMPLE_DATA_DIR / "images").resolve(), (Path(settings.db_dir) / "images").resolve()]
-    categories = ["All", *sorted(catalog.categories())]
+    catalog_images = (Path(settings.db_dir) / "images").resolve()  # where admin uploads put their images
+    image_dirs = [(SAMPLE_DATA_DIR / "images").resolve(), catalog_images]
 
     def turn_settings(mode: str, k: float, category: str | None) -> Settings:
         if mode not in ("vector", "fts", "hybrid"):
@@ -308,7 +330,9 @@ def build_demo(settings: Settings | None = None, *, vlm: VLM | None = None, cata
     def run_turn(text: str, image_paths: list[str], history: list[dict], turn: Settings) -> Iterator:
         """The agent's events for one turn; the one place the model runs (wrapped for ZeroGPU)."""
         images = [validate_upload(path, turn) for path in image_paths]
-        agent = Agent(loader.vlm, catalog, turn)
+        from mmsupport.agent import Agent
+
+        agent = Agent(resources.vlm, resources.wait_for_catalog(), turn)
         yield from agent.stream_turn(text, images, history=history)
 
     if spaces is not None:
@@ -334,13 +358,19 @@ def build_demo(settings: Settings | None = None, *, vlm: VLM | None = None, cata
         return history, gr.MultimodalTextbox(value=None)
 
     def respond(history: list[dict], mode: str, k: float, category: str | None, turns: list[dict]):
-        """Stream the answer to the last user turn: step messages, then the answer, then the item cards."""
+        """Stream the answer to the last user turn: step messages, then the answer, then the item cards.
+
+        ``turns`` holds one record per answered turn: where it sits in the chat, what feedback stores about it, and
+        the agent's conversation after it (photos included), which the next turn continues from.
+        """
+        from mmsupport.agent import Step, TurnResult
+
         with _ui_errors():
             turn = turn_settings(mode, k, category)
             start, text, files = _last_user_turn(history)
-            text = html.unescape(text) or "What is this product?"
+            turns = [t for t in turns if t["first"] < start]  # a retried turn is answered afresh
             steps, answer, result = [], "", None
-            for event in run_turn(text, files, _agent_history(history[:start]), turn):
+            for event in run_turn(html.unescape(text), files, turns[-1]["history"] if turns else [], turn):
                 if isinstance(event, TurnResult):
                     result = event
                     continue
@@ -352,21 +382,23 @@ def build_demo(settings: Settings | None = None, *, vlm: VLM | None = None, cata
                 yield history + steps + partial, gr.skip(), gr.skip(), gr.skip()
         shown = history + steps + [{"role": "assistant", "content": link_citations(_escape(result.answer),
                                                                                    result.items)}]
-        record = {"question": text, "answer": result.answer, "citations": result.citations,
-                  "item_ids": [item.id for item in result.items], "no_match": result.no_match,
-                  "search": {"mode": turn.search_mode, "k": turn.top_k, "category": turn.category},
-                  "model": loader.vlm.name if loader.vlm is not None else None,
-                  "images": len(files), "first": start, "last": len(shown) - 1}
+        log = {"question": html.unescape(text), "answer": result.answer,
+               "citations": result.citations, "item_ids": [item.id for item in result.items],
+               "no_match": result.no_match, "images": len(files),
+               "search": {"mode": turn.search_mode, "k": turn.top_k, "category": turn.category},
+               "model": resources.vlm.name if resources.vlm is not None else None}
+        record = {"first": start, "last": len(shown) - 1, "log": log, "history": result.history}
         yield shown, [_card(item, placeholder) for item in result.items], result.items, turns + [record]
 
     def retry(history: list[dict], retry_data: gr.RetryData):
         """Drop the answer being retried (and its steps) so ``respond`` answers the same question again."""
         return history[: retry_data.index + 1]
 
-    def undo(history: list[dict], undo_data: gr.UndoData):
-        """Remove the last turn and put its text back into the textbox."""
+    def undo(history: list[dict], turns: list[dict], undo_data: gr.UndoData):
+        """Remove the last turn and put its text and photo back into the textbox."""
         start, text, files = _last_user_turn(history[: undo_data.index + 1])
-        return history[:start], gr.MultimodalTextbox(value={"text": html.unescape(text), "files": files})
+        return (history[:start], [t for t in turns if t["first"] < start],
+                gr.MultimodalTextbox(value={"text": html.unescape(text), "files": files}))
 
     def ask_about(items: list, history: list[dict], selected: gr.SelectData):
         """Clicking a card shows the item's details and asks about it."""
@@ -381,28 +413,21 @@ def build_demo(settings: Settings | None = None, *, vlm: VLM | None = None, cata
         if turn is None:
             return
         with _ui_errors():
-            feedback.record(liked=bool(like.liked),
-                            turn={key: value for key, value in turn.items() if key not in ("first", "last")})
+            feedback.record(liked=bool(like.liked), turn=turn["log"])
         gr.Info("Thanks for the feedback!" if like.liked else "Thanks, we will use this to improve.")
 
     # ---- API handlers ----
 
     def api_chat(message: str, image: str | None, mode: str, k: float, category: str | None) -> dict:
         """One question (and optional photo) in, the grounded answer with citations and items out."""
+        from mmsupport.agent import TurnResult
+
         with _ui_errors():
             turn = turn_settings(mode or settings.search_mode, k or settings.top_k, category)
-            text = (message or "").strip()
-            if not text and not image:
-                raise InvalidInput("The message is empty.", hint="Send a question, a photo, or both.")
-            if len(text) > settings.max_message_chars:
-                raise InvalidInput(f"The message is over the {settings.max_message_chars} character limit.",
-                                   hint="Shorten it and send again.")
-            result = None
-            for event in run_turn(text or "What is this product?", [image] if image else [], [], turn):
-                if isinstance(event, TurnResult):
-                    result = event
-            return {"answer": result.answer, "citations": result.citations, "no_match": result.no_match,
-                    "items": [_item_dict(item) for item in result.items]}
+            events = run_turn(message or "", [image] if image else [], [], turn)
+            result = next(event for event in events if isinstance(event, TurnResult))
+        return {"answer": result.answer, "citations": result.citations, "no_match": result.no_match,
+                "items": [_item_dict(item) for item in result.items]}
 
     def api_search(query: str, mode: str = "hybrid", k: int = 5, category: str = "") -> list[dict]:
         """Search the catalog: items best first, each with id, kind, title, text, price, score."""
@@ -410,9 +435,9 @@ def build_demo(settings: Settings | None = None, *, vlm: VLM | None = None, cata
             turn = turn_settings(mode, k, category)
             if not (query or "").strip():
                 raise InvalidInput("The query is empty.", hint="Send some words to search for.")
-            where = f"category = '{turn.category.replace(chr(39), chr(39) * 2)}'" if turn.category else None
-            return [_item_dict(item) for item in catalog.search(query, mode=turn.search_mode, k=turn.top_k,
-                                                                where=where)]
+            where = "category = '{}'".format(turn.category.replace("'", "''")) if turn.category else None
+            items = resources.wait_for_catalog().search(query, mode=turn.search_mode, k=turn.top_k, where=where)
+            return [_item_dict(item) for item in items]
 
     # ---- admin handlers ----
 
@@ -441,16 +466,20 @@ def build_demo(settings: Settings | None = None, *, vlm: VLM | None = None, cata
             raise gr.Error("Log in first.", print_exception=False)
         if not csv_file:
             raise gr.Error("Upload a CSV of products or articles first.", print_exception=False)
-        with _ui_errors(), tempfile.TemporaryDirectory(prefix="mmsupport-admin-") as work:
-            images_dir = _extract_images(images_zip, Path(work)) if images_zip else None
+        with _ui_errors():
+            catalog = resources.wait_for_catalog()
+            images_dir = _extract_images(images_zip, catalog_images) if images_zip else catalog_images
             progress(0, desc="Ingesting")
             report = catalog.ingest_csv(csv_file, images_dir=images_dir)
-        rejected = pd.DataFrame(report.rejected) if report.rejected else pd.DataFrame(columns=["row", "reason"])
-        summary = (f"Ingested **{report.added}** rows into table version **{catalog.version}** "
-                   f"({len(catalog)} items); **{len(report.rejected)}** rejected.")
+        rejected = pd.DataFrame([dataclasses.asdict(row) for row in report.rejected], columns=["row", "reason"])
+        summary = (f"Table version **{report.version}**: {report.added} added, {report.updated} updated, "
+                   f"{report.unchanged} unchanged, **{len(report.rejected)} rejected**; {len(catalog)} items in all.")
         return summary, rejected
 
     # ---- layout ----
+    photos = {text: SAMPLE_DATA_DIR / "images" / photo if photo else None for text, photo in EXAMPLES}
+    examples = [{"text": text, "files": [str(photo)] if photo else []} for text, photo in photos.items()
+                if photo is None or photo.is_file()]
 
     with SupportApp(settings, image_dirs, title="mmsupport: shopping & support assistant") as demo:
         turns = gr.State([])
@@ -458,8 +487,8 @@ def build_demo(settings: Settings | None = None, *, vlm: VLM | None = None, cata
         authed = gr.State(False)
         with gr.Row():
             gr.Markdown("## mmsupport · ask about a product, or show us a photo")
-        status = gr.Markdown(loader.status_markdown(), elem_id="status", elem_classes=[loader.state])
-        timer = gr.Timer(1.0, active=loader.state == "loading")
+        status = gr.Markdown(resources.status_markdown(), elem_id="status", elem_classes=[resources.state])
+        timer = gr.Timer(1.0)
         with gr.Tabs():
             with gr.Tab("Assistant"):
                 with gr.Row(equal_height=False):
@@ -473,10 +502,7 @@ def build_demo(settings: Settings | None = None, *, vlm: VLM | None = None, cata
                             file_types=["image"], file_count="single", sources=["upload"], elem_id="message")
                         gr.Examples(
                             label="Try",
-                            examples=[{"text": text, "files": [str(SAMPLE_DATA_DIR / image)] if image else []}
-                                      for text, image in EXAMPLES
-                                      if image is None or (SAMPLE_DATA_DIR / image).is_file()],
-                            inputs=textbox)
+                            examples=examples, inputs=textbox)
                     with gr.Column(scale=2):
                         gallery = gr.Gallery(label="Retrieved items (click one to ask about it)", elem_id="items",
                                              columns=2, height=460, allow_preview=False, object_fit="contain",
@@ -486,7 +512,8 @@ def build_demo(settings: Settings | None = None, *, vlm: VLM | None = None, cata
                             mode = gr.Radio(["hybrid", "vector", "fts"], value=settings.search_mode,
                                             label="Search mode", info="fts = keyword (full-text) search")
                             k = gr.Slider(1, 20, value=settings.top_k, step=1, label="Items to retrieve (k)")
-                            category = gr.Dropdown(categories, value=settings.category or "All", label="Category")
+                            category = gr.Dropdown(["All"], value=settings.category or "All", label="Category",
+                                                   allow_custom_value=True)
                             gr.Textbox(settings.model, label="Model", interactive=False)
             with gr.Tab("Catalog admin"):
                 if not settings.admin_password:
@@ -500,13 +527,16 @@ def build_demo(settings: Settings | None = None, *, vlm: VLM | None = None, cata
                         gr.Markdown("Upload a CSV with columns `kind, id, title, category, colour, price, "
                                     "description, image` and optionally a zip of the images it names.")
                         with gr.Row():
-                            csv_file = gr.File(label="Catalog CSV", file_types=[".csv"], type="filepath")
+                            csv_file = gr.File(label="Catalog CSV", file_types=[".csv"], type="filepath",
+                                               elem_id="admin-csv")
                             images_zip = gr.File(label="Images (zip, optional)", file_types=[".zip"],
-                                                 type="filepath")
-                        preview_table = gr.Dataframe(label="Preview (first 20 rows)", interactive=False)
+                                                 type="filepath", elem_id="admin-zip")
+                        preview_table = gr.Dataframe(label="Preview (first 20 rows)", interactive=False,
+                                                     elem_id="admin-preview")
                         ingest_button = gr.Button("Ingest", variant="primary")
-                        ingest_summary = gr.Markdown()
-                        rejected_table = gr.Dataframe(label="Rejected rows", interactive=False)
+                        ingest_summary = gr.Markdown(elem_id="admin-summary")
+                        rejected_table = gr.Dataframe(label="Rejected rows", interactive=False,
+                                                      elem_id="admin-rejected")
                     login_button.click(login, password, [authed, login_box, admin_box], api_visibility="private")
                     password.submit(login, password, [authed, login_box, admin_box], api_visibility="private")
                     csv_file.change(preview, [csv_file, authed], preview_table, api_visibility="private")
@@ -523,11 +553,13 @@ def build_demo(settings: Settings | None = None, *, vlm: VLM | None = None, cata
 
         # ---- events ----
         def refresh_status():
-            return (gr.Markdown(loader.status_markdown(), elem_classes=[loader.state]),
-                    gr.Timer(active=loader.state == "loading"))
+            """Update the status line and, once the catalog is open, the category choices; stop when all loaded."""
+            categories = resources.catalog.categories() if resources.catalog is not None else []
+            return (gr.Markdown(resources.status_markdown(), elem_classes=[resources.state]),
+                    gr.Dropdown(choices=["All", *categories]), gr.Timer(active=resources.loading))
 
-        demo.load(loader.start, api_visibility="private")
-        timer.tick(refresh_status, outputs=[status, timer], api_visibility="private", show_progress="hidden")
+        timer.tick(refresh_status, outputs=[status, category, timer], api_visibility="private",
+                   show_progress="hidden")
 
         answer_outputs = [chatbot, gallery, items, turns]
         answer_inputs = [chatbot, mode, k, category, turns]
@@ -536,7 +568,7 @@ def build_demo(settings: Settings | None = None, *, vlm: VLM | None = None, cata
             respond, answer_inputs, answer_outputs, api_visibility="private", concurrency_id="turn")
         chatbot.retry(retry, chatbot, chatbot, api_visibility="private").success(
             respond, answer_inputs, answer_outputs, api_visibility="private", concurrency_id="turn")
-        chatbot.undo(undo, chatbot, [chatbot, textbox], api_visibility="private")
+        chatbot.undo(undo, [chatbot, turns], [chatbot, turns, textbox], api_visibility="private")
         chatbot.clear(lambda: ([], [], [], [], ""), outputs=[chatbot, gallery, items, turns, details],
                       api_visibility="private")
         chatbot.like(vote, turns, None, api_visibility="private")
@@ -545,19 +577,19 @@ def build_demo(settings: Settings | None = None, *, vlm: VLM | None = None, cata
         api_button.click(api_chat, [api_message, api_image, api_mode, api_k, api_category], api_result,
                          api_name="chat", concurrency_id="turn")
         gr.api(api_search, api_name="search")
+    demo.resources = resources
     demo.queue(default_concurrency_limit=2, max_size=64)
     return demo
 
 
-def _extract_images(images_zip: str, into: Path) -> Path:
-    """Extract only the image files of ``images_zip`` into a flat folder, safely (no paths, bounded size)."""
-    folder = into / "images"
-    folder.mkdir()
+def _extract_images(images_zip: str, folder: Path) -> Path:
+    """Extract only the image files of ``images_zip`` into ``folder``, flat and bounded in size (no zip-slip)."""
+    folder.mkdir(parents=True, exist_ok=True)
     total = 0
     try:
         with zipfile.ZipFile(images_zip) as archive:
             for info in archive.infolist():
-                name = Path(info.filename).name
+                name = Path(info.filename.replace("\\", "/")).name
                 if info.is_dir() or Path(name).suffix.lower() not in IMAGE_SUFFIXES or name.startswith("."):
                     continue
                 total += info.file_size
@@ -570,4 +602,3 @@ def _extract_images(images_zip: str, into: Path) -> Path:
         raise InvalidInput(f"{Path(images_zip).name} is not a valid zip file.",
                            hint="Zip the image files and upload the .zip again.") from None
     return folder
-

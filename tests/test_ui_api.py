@@ -1,0 +1,61 @@
+"""The app's named API (/chat, /search) through gradio_client against a real server, and the README's example."""
+
+import re
+
+import pytest
+
+from mmsupport.config import REPO_DIR
+
+PHOTO = REPO_DIR / "data" / "images" / "customer" / "watch_red_light.png"
+
+
+@pytest.fixture(scope="module")
+def client(ui_server):
+    from gradio_client import Client
+
+    return Client(ui_server.url, verbose=False)
+
+
+def test_only_chat_and_search_are_public(client):
+    assert sorted(client.view_api(print_info=False, return_format="dict")["named_endpoints"]) == ["/chat", "/search"]
+
+
+def test_search_returns_items_best_first_and_filters_by_category(client):
+    items = client.predict("waterproof hiking boots", "hybrid", 3, "", api_name="/search")
+    assert len(items) == 3
+    assert [item["score"] for item in items] == sorted((item["score"] for item in items), reverse=True)
+    assert {"id", "kind", "title", "text", "price", "score"} <= set(items[0])
+    articles = client.predict("my watch flashes red", "fts", 5, "troubleshooting", api_name="/search")
+    assert articles and {item["category"] for item in articles} == {"troubleshooting"}
+    assert not any("/" in (item["image"] or "") for item in items), "server paths must not leak"
+
+
+def test_chat_answers_a_photo_and_question_with_citations_of_retrieved_items(client):
+    from gradio_client import handle_file
+
+    reply = client.predict("My watch button is flashing red, what does that mean?", handle_file(str(PHOTO)),
+                           "hybrid", 5, "", api_name="/chat")
+    ids = {item["id"] for item in reply["items"]}
+    assert reply["citations"] and set(reply["citations"]) <= ids
+    assert f"[{reply['citations'][0]}]" in reply["answer"]
+    assert not reply["no_match"]
+
+
+def test_chat_says_what_is_wrong_with_bad_settings(client):
+    from gradio_client.exceptions import AppError
+
+    with pytest.raises(AppError, match="Unknown search mode 'semantic'"):
+        client.predict("boots", None, "semantic", 5, "", api_name="/chat")
+    with pytest.raises(AppError, match="The query is empty"):
+        client.predict("  ", "hybrid", 5, "", api_name="/search")
+
+
+def test_the_readme_api_example_runs(ui_server, capsys):
+    readme = (REPO_DIR / "README.md").read_text(encoding="utf-8")
+    section = readme.split("\n## API\n", 1)[1]
+    code = re.search(r"```python\n(.*?)```", section, re.S).group(1)
+    code = code.replace("http://127.0.0.1:7860", ui_server.url).replace('"data/', f'"{REPO_DIR}/data/')
+    exec(compile(code, "README.md", "exec"), {})
+    *answer, first, second, third = capsys.readouterr().out.splitlines()
+    assert re.search(r"\[\w+\]", " ".join(answer))  # cited answer, then the citations
+    assert all(re.fullmatch(r"\w+ .+ [\d.]+", line) for line in (first, second, third))
