@@ -73,30 +73,40 @@ class FinetuneResult:
     seconds: float = 0.0
 
 
-def load_examples(path: str | Path, images_dir: str | Path | None = None, limit: int | None = None) -> list[Example]:
-    """Read training pairs from a CSV or JSONL file; image paths are resolved against ``images_dir``."""
-    import pandas as pd
+def _read_rows(path: Path) -> list[dict]:
+    """Rows of a CSV (header row) or JSONL file as dicts."""
+    import csv
 
+    try:
+        with open(path, encoding="utf-8", newline="") as handle:
+            if path.suffix.lower() != ".jsonl":
+                return list(csv.DictReader(handle))
+            rows = [json.loads(line) for line in handle if line.strip()]
+    except (UnicodeDecodeError, json.JSONDecodeError, csv.Error) as error:
+        raise InvalidInput(f"Cannot parse {path}: {error}.",
+                           hint="Use UTF-8 CSV with a header row, or JSONL with one JSON object per line.") from None
+    if not all(isinstance(row, dict) for row in rows):
+        raise InvalidInput(f"{path} has lines that are not JSON objects.",
+                           hint='Write one {"question": ..., "answer": ...} object per line.')
+    return rows
+
+
+def load_examples(path: str | Path, images_dir: str | Path | None = None, limit: int | None = None) -> list[Example]:
+    """Read training pairs from a CSV or JSONL file; image paths are resolved against ``images_dir``
+    (default: the data file's folder). Rows without a question or an answer are skipped."""
     path = Path(path)
     if not path.is_file():
         raise InvalidInput(f"Training data file {path} does not exist.", hint="Pass a CSV or JSONL file.")
-    try:
-        if path.suffix.lower() in (".jsonl", ".json"):
-            frame = pd.read_json(path, lines=path.suffix.lower() == ".jsonl", dtype=False)
-        else:
-            frame = pd.read_csv(path, dtype=str, keep_default_na=False)
-    except ValueError as error:
-        raise InvalidInput(f"Cannot parse {path}: {error}.", hint="Use CSV with a header row or one JSON per line.")
-    names = {}
-    for name, aliases in COLUMNS.items():
-        names[name] = next((alias for alias in aliases if alias in frame.columns), None)
+    rows = _read_rows(path)
+    found = {key for row in rows[:1] for key in row}
+    names = {name: next((alias for alias in aliases if alias in found), None) for name, aliases in COLUMNS.items()}
     if not names["question"] or not names["answer"]:
-        raise InvalidInput(f"{path} needs a question and an answer column; it has {', '.join(map(str, frame.columns))}.",
+        raise InvalidInput(f"{path} needs a question and an answer column; it has {', '.join(sorted(found))}.",
                            hint="Name them question/answer (or instruction/response); add an image column for photos.")
     images_dir = Path(images_dir) if images_dir else path.parent
     examples = []
-    for row in frame.head(limit).to_dict("records") if limit else frame.to_dict("records"):
-        question, answer = str(row[names["question"]] or "").strip(), str(row[names["answer"]] or "").strip()
+    for row in rows[:limit]:
+        question, answer = str(row.get(names["question"]) or "").strip(), str(row.get(names["answer"]) or "").strip()
         if not question or not answer:
             continue
         image = str(row.get(names["image"]) or "").strip() if names["image"] else ""
@@ -128,7 +138,7 @@ def encode_example(processor, example: Example, *, image_max_side: int = 512, ma
                                            tokenize=False)
     full = processor.apply_chat_template(_messages(example, with_answer=True), tokenize=False)
     if not full.startswith(prompt):
-        raise InvalidInput("The model's chat template renders the answer turn in a way that does not extend the prompt.",
+        raise InvalidInput("The model's chat template renders the answer in a way that does not extend the prompt.",
                            hint="Use a model whose chat template has an assistant generation prompt.")
     images = [[load_image(example.image, max_side=image_max_side)]] if example.image else None
     inputs = processor(text=[full], images=images, return_tensors="pt")

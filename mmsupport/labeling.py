@@ -242,7 +242,7 @@ def read_labels(path: str | Path) -> list[dict]:
                 record = json.loads(line)
             except json.JSONDecodeError:
                 raise InvalidInput(f"Line {number} of {path} is not JSON.",
-                                   hint="Fix or delete that line; the file must hold one JSON record per line.") from None
+                                   hint="Fix or delete that line: the file holds one JSON record per line.") from None
             records.pop(record.get("sha256") or record["image"], None)
             records[record.get("sha256") or record["image"]] = record
     return list(records.values())
@@ -306,8 +306,8 @@ def _generate(vlm, conversations: list[list[dict]], max_new_tokens: int) -> list
 def _label_batch(vlm, images: list, taxonomy: Taxonomy, prompt: str, max_attempts: int,
                  max_new_tokens: int) -> list[tuple[dict | None, str | None, int]]:
     """``(label, error, attempts)`` per image: generate, parse, and re-ask the ones that did not parse."""
-    conversations = [[{"role": "user", "content": [{"type": "image", "image": image}, {"type": "text", "text": prompt}]}]
-                     for image in images]
+    conversations = [[{"role": "user", "content": [{"type": "image", "image": image},
+                                                   {"type": "text", "text": prompt}]}] for image in images]
     results: list[tuple[dict | None, str | None, int]] = [(None, "not attempted", 0)] * len(images)
     pending = list(range(len(images)))
     for attempt in range(1, max_attempts + 1):

@@ -16,7 +16,8 @@ def qa_file(tmp_path):
     Image.new("RGB", (40, 40), "red").save(tmp_path / "photos" / "watch.png")
     rows = [{"question": "My smartwatch shows a red light.", "answer": "Charge it for 30 days.", "image": "watch.png"},
             {"question": "Return policy?", "answer": "Returns within 30 days with the receipt.", "image": ""},
-            {"question": "", "answer": "a row without a question is skipped", "image": ""}]
+            {"question": "", "answer": "a row without a question is skipped", "image": ""},
+            {"question": "Do you ship abroad?", "answer": "Yes, to 30 countries."}]
     path = tmp_path / "qa.jsonl"
     path.write_text("".join(json.dumps(row) + "\n" for row in rows))
     return path
@@ -24,7 +25,9 @@ def qa_file(tmp_path):
 
 def test_load_examples_reads_jsonl_and_bitext_style_csv(qa_file, tmp_path):
     examples = load_examples(qa_file, tmp_path / "photos")
-    assert [example.question for example in examples] == ["My smartwatch shows a red light.", "Return policy?"]
+    assert [example.question for example in examples] == ["My smartwatch shows a red light.", "Return policy?",
+                                                          "Do you ship abroad?"]
+    assert examples[2].image is None
     assert examples[0].image == str((tmp_path / "photos" / "watch.png").resolve()) and examples[1].image is None
     csv = tmp_path / "bitext.csv"
     csv.write_text("instruction,intent,response\nwhere is my order,track_order,Check the tracking link.\n")
@@ -84,7 +87,7 @@ def test_finetune_cli_trains_and_reports(tiny_vlm_dir, qa_file, tmp_path, capsys
             "--model", str(tiny_vlm_dir), "--max-steps", "2", "--grad-accum", "1", "--eval-fraction", "0.5", "--json"]
     assert main(argv) == 0
     result = json.loads(capsys.readouterr().out)
-    assert (result["train_examples"], result["eval_examples"], len(result["steps"])) == (1, 1, 2)
+    assert (result["train_examples"], result["eval_examples"], len(result["steps"])) == (1, 2, 2)
     assert (out / "adapter_config.json").is_file()
     assert main(["finetune", "--data", str(tmp_path / "missing.csv"), "--out", str(out)]) == 2
     assert "does not exist" in capsys.readouterr().err

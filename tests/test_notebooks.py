@@ -24,7 +24,9 @@ def run_notebook(name: str, parameters: dict, workdir: Path) -> nbformat.Noteboo
     index = next(i for i, cell in enumerate(notebook.cells) if "parameters" in cell.metadata.get("tags", []))
     source = "\n".join(f"{key} = {value!r}" for key, value in parameters.items())
     notebook.cells.insert(index + 1, nbformat.v4.new_code_cell(source, metadata={"tags": ["injected-parameters"]}))
-    NotebookClient(notebook, timeout=600, kernel_name="python3", resources={"metadata": {"path": str(workdir)}}).execute()
+    client = NotebookClient(notebook, timeout=600, kernel_name="python3",
+                            resources={"metadata": {"path": str(workdir)}})
+    client.execute()
     return notebook
 
 
