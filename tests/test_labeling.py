@@ -272,3 +272,21 @@ def test_label_cli_reports_a_missing_folder(tmp_path, capsys):
 
     assert main(["label", str(tmp_path / "nope"), "--out", str(tmp_path / "x.jsonl")]) == 2
     assert "is not a folder" in capsys.readouterr().err
+
+
+def test_reviewed_table_ingests_into_the_catalog(tmp_path):
+    from mmsupport.catalog import Catalog
+    from mmsupport.config import load_settings
+
+    images = make_images(tmp_path / "images", [(200, 0, 0), (0, 0, 0)])
+    records = [{"image": str(images[0]), "sha256": "a", **GOOD},
+               {"image": str(images[1]), "sha256": "b", **GOOD, "title": "Trail boot", "category": "boots"}]
+    reviewed = tmp_path / "reviewed.csv"
+    review_labels(records, taxonomy=TAXONOMY, overrides={"P001": {"colour": "black"}}).to_csv(reviewed, index=False)
+    catalog = Catalog.open(load_settings(db_dir=str(tmp_path / "db"), table="labelled"), create=True)
+    report = catalog.ingest_csv(reviewed, progress=False)
+    assert not report.rejected and len(catalog) == 2
+    boot = catalog.get("P001")
+    assert (boot.title, boot.category, boot.colour, boot.image) == ("Trail boot", "shoes", "black", str(images[1]))
+    assert boot.attributes["subcategory"] == "boots"
+    assert catalog.search("trail boot", mode="fts", k=1)[0].id == "P001"
