@@ -28,7 +28,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from mmsupport.errors import InvalidInput
+from mmsupport.errors import InvalidInput, ModelUnavailable
 
 #: The bundled taxonomy (mirrors the sample catalog in data/).
 DEFAULT_TAXONOMY = Path(__file__).with_name("taxonomy.txt")
@@ -293,11 +293,15 @@ def _generate(vlm, conversations: list[list[dict]], max_new_tokens: int) -> list
         kwargs["batch_size"] = len(conversations)  # our batch is the model's batch
     try:
         return list(vlm.generate_batch(conversations, **kwargs))
+    except ModelUnavailable:
+        raise
     except Exception:  # noqa: BLE001 - find out which conversation fails, keep the others
         replies: list[str | Exception] = []
         for conversation in conversations:
             try:
                 replies.append(vlm.generate(conversation, max_new_tokens=max_new_tokens))
+            except ModelUnavailable:
+                raise  # the model is gone for every image: stop, nothing of this batch is written
             except Exception as error:  # noqa: BLE001 - recorded as that image's failure reason
                 replies.append(error)
         return replies
@@ -339,7 +343,8 @@ def label_images(vlm, images: Iterable[str | Path], out: str | Path, *, taxonomy
     """Label ``images`` with ``vlm`` and append one record per image to the JSONL file ``out``.
 
     Images whose content is already recorded in ``out`` are skipped (failed ones too, unless ``retry_failed``).
-    Unreadable images are recorded as failures without calling the model.
+    Unreadable images are recorded as failures without calling the model. :class:`ModelUnavailable` (server down,
+    model gone) stops the run; the batches already written stay, so rerunning continues where it stopped.
     """
     from tqdm.auto import tqdm
 
@@ -354,6 +359,8 @@ def label_images(vlm, images: Iterable[str | Path], out: str | Path, *, taxonomy
     run = LabelRun(out=str(out))
     todo: list[tuple[Path, str]] = []
     for path in map(Path, images):
+        if not path.is_file():
+            raise InvalidInput(f"Image file {path} does not exist.", hint="Check the path; nothing was labelled.")
         digest = file_sha256(path)
         if digest in done:
             run.skipped += 1

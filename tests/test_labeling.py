@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
-from mmsupport.errors import InvalidInput
+from mmsupport.errors import InvalidInput, ModelUnavailable
 from mmsupport.labeling import (LabelError, Taxonomy, find_images, label_accuracy, label_images, parse_label,
                                 read_labels, review_labels)
 from mmsupport.vlm import VLM
@@ -146,6 +146,18 @@ def test_failed_batch_falls_back_to_single_images(tmp_path):
     run = label_images(vlm, images, tmp_path / "labels.jsonl", taxonomy=TAXONOMY, progress=False)
     assert (run.labelled, run.failed) == (1, 1)
     assert "bad image tokens" in run.errors[str(images[1].resolve())]
+
+
+def test_model_outage_stops_the_run_and_keeps_finished_batches(tmp_path):
+    images = make_images(tmp_path / "images", [(1, 1, 1), (2, 2, 2), (3, 3, 3)])
+    down = ModelUnavailable("The model server is down.", hint="Start it.")
+    vlm = ColourScriptedVLM({(1, 1, 1): [json.dumps(GOOD)], (2, 2, 2): [json.dumps(GOOD)], (3, 3, 3): [down]})
+    out = tmp_path / "labels.jsonl"
+    with pytest.raises(ModelUnavailable):
+        label_images(vlm, images, out, taxonomy=TAXONOMY, batch_size=2, progress=False)
+    assert [Path(record["image"]).name for record in read_labels(out)] == ["P000.png", "P001.png"]
+    with pytest.raises(InvalidInput, match="does not exist"):
+        label_images(vlm, [tmp_path / "gone.png"], out, taxonomy=TAXONOMY, progress=False)
 
 
 def test_rerun_skips_labelled_images_and_can_retry_failures(tmp_path):
