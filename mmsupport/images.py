@@ -120,6 +120,8 @@ def load_image(source: str | Path | bytes | Image.Image, *, max_side: int | None
             raise InvalidInput("The image declares an enormous size (a decompression bomb).",
                                hint="Downscale it before uploading.") from None
     _check_shape(*image.size, max_pixels)
+    if max_side and image.format == "JPEG":
+        image.draft(None, (max_side, max_side))  # decode at 1/2, 1/4 or 1/8 scale when that still covers max_side
     try:
         image.seek(0)  # first frame of a GIF / animated WebP
         image.load()
