@@ -159,12 +159,10 @@ def resolve_placement(device: str = "auto", dtype: str = "auto", quantization: s
             dtype = "float32"
     if quantization == "int8-dynamic":
         dtype = "float32"  # dynamic quantization computes in fp32
-    try:
-        torch_dtype = getattr(torch, dtype)
-        assert isinstance(torch_dtype, torch.dtype)
-    except (AttributeError, AssertionError):
+    torch_dtype = getattr(torch, dtype, None)
+    if not isinstance(torch_dtype, torch.dtype):
         raise InvalidInput(f"MMSUPPORT_DTYPE={dtype!r} is not a torch dtype.",
-                           hint="Use auto, float32, bfloat16 or float16.") from None
+                           hint="Use auto, float32, bfloat16 or float16.")
     return device, torch_dtype, quantization
 
 
@@ -198,8 +196,6 @@ class TransformersVLM(VLM):
             raise ModelUnavailable(f"The model folder {self.name} does not exist.", hint=_FIX_MODEL)
         try:
             self._load(image_splitting)
-        except ModelUnavailable:
-            raise
         except Exception as error:  # noqa: BLE001 - every load failure becomes one actionable message
             raise ModelUnavailable(
                 f"Could not load the vision-language model {self.name!r}"

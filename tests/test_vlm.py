@@ -156,3 +156,15 @@ def test_openai_style_image_parts_work_locally(vlm):
     message = {"role": "user", "content": [{"type": "image_url", "image_url": {"url": url}},
                                            {"type": "text", "text": "What is this?"}]}
     assert vlm.generate([message]) == vlm.generate([_ask("What is this?")])
+
+
+def test_auto_placement_on_cpu_and_bad_dtype():
+    import torch
+
+    from mmsupport.errors import InvalidInput
+    from mmsupport.vlm import resolve_placement
+
+    assert resolve_placement("cpu", "auto", "auto") == ("cpu", torch.float32, "int8-dynamic")
+    assert resolve_placement("cpu", "bfloat16", "none") == ("cpu", torch.bfloat16, "none")
+    with pytest.raises(InvalidInput, match="MMSUPPORT_DTYPE"):
+        resolve_placement("cpu", "float99", "none")
