@@ -189,7 +189,13 @@ def _eval_loss(model, batches: list[dict]) -> float | None:
     return sum(losses) / len(losses)
 
 
-def _answers(model, processor, examples: list[Example], device: str, image_max_side: int,
+def _to(batch, device: str, dtype) -> dict:
+    """Tensors of ``batch`` on ``device``; floating-point ones (pixel values) in the model's dtype."""
+    return {key: value.to(device, dtype=dtype) if value.is_floating_point() else value.to(device)
+            for key, value in batch.items()}
+
+
+def _answers(model, processor, examples: list[Example], device: str, dtype, image_max_side: int,
              max_new_tokens: int) -> list[str]:
     import torch
 
@@ -201,10 +207,12 @@ def _answers(model, processor, examples: list[Example], device: str, image_max_s
         prompt = processor.apply_chat_template(_messages(example, with_answer=False), add_generation_prompt=True,
                                                tokenize=False)
         images = [[load_image(example.image, max_side=image_max_side)]] if example.image else None
-        inputs = processor(text=[prompt], images=images, return_tensors="pt").to(device)
+        inputs = _to(processor(text=[prompt], images=images, return_tensors="pt"), device, dtype)
+        tokenizer = processor.tokenizer
         with torch.no_grad():
             output = model.generate(**inputs, max_new_tokens=max_new_tokens, do_sample=False,
-                                    pad_token_id=processor.tokenizer.pad_token_id or processor.tokenizer.eos_token_id)
+                                    pad_token_id=tokenizer.pad_token_id if tokenizer.pad_token_id is not None
+                                    else tokenizer.eos_token_id)
         answers.append(processor.tokenizer.decode(output[0, inputs["input_ids"].shape[1]:],
                                                   skip_special_tokens=True).strip())
     return answers
@@ -237,21 +245,15 @@ def finetune(model_id: str, examples: list[Example], out: str | Path, config: Fi
                            hint="Add examples or lower --eval-fraction.")
     processor = AutoProcessor.from_pretrained(model_id)
     encode = dict(image_max_side=config.image_max_side, max_length=config.max_length)
-    train_batches = [encode_example(processor, example, **encode) for example in tqdm(
-        train, desc="encoding", unit="example", disable=not progress)]
-    eval_batches = [encode_example(processor, example, **encode) for example in held_out]
-
-    def to_device(batch: dict) -> dict:
-        return {key: value.to(device, dtype=torch_dtype) if value.is_floating_point() else value.to(device)
-                for key, value in batch.items()}
-
-    train_batches, eval_batches = [to_device(b) for b in train_batches], [to_device(b) for b in eval_batches]
+    train_batches = [_to(encode_example(processor, example, **encode), device, torch_dtype)
+                     for example in tqdm(train, desc="encoding", unit="example", disable=not progress)]
+    eval_batches = [_to(encode_example(processor, example, **encode), device, torch_dtype) for example in held_out]
     model = _load_model(model_id, qlora=config.qlora, device=device, dtype=torch_dtype)
     compared = held_out[:config.compare]
     result = FinetuneResult(out=str(out), base_model=str(model_id), train_examples=len(train),
                             eval_examples=len(held_out), trainable_parameters=0)
     result.eval_loss_before = _eval_loss(model, eval_batches)
-    before = _answers(model, processor, compared, device, config.image_max_side, config.max_new_tokens)
+    before = _answers(model, processor, compared, device, torch_dtype, config.image_max_side, config.max_new_tokens)
 
     checkpointing = {"use_reentrant": False}
     if config.qlora:
@@ -284,7 +286,7 @@ def finetune(model_id: str, examples: list[Example], out: str | Path, config: Fi
             bar.update()
 
     result.eval_loss_after = _eval_loss(model, eval_batches)
-    after = _answers(model, processor, compared, device, config.image_max_side, config.max_new_tokens)
+    after = _answers(model, processor, compared, device, torch_dtype, config.image_max_side, config.max_new_tokens)
     result.comparisons = [{"question": example.question, "reference": example.answer, "before": b, "after": a}
                           for example, b, a in zip(compared, before, after)]
     out = Path(out)
