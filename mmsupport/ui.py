@@ -442,11 +442,11 @@ def build_demo(settings: Settings | None = None, *, vlm: VLM | None = None, cata
     # ---- admin handlers ----
 
     def login(password: str):
-        ok = bool(settings.admin_password) and hmac.compare_digest(
-            (password or "").encode(), settings.admin_password.encode())
-        if not ok:
-            raise gr.Error("Wrong admin password.", print_exception=False)
-        return True, gr.Column(visible=False), gr.Column(visible=True)
+        """Open the admin controls for this browser session if the password is right."""
+        if not hmac.compare_digest((password or "").encode(), settings.admin_password.encode()):
+            gr.Warning("Wrong admin password.")
+            return False, gr.skip(), gr.skip(), ""
+        return True, gr.Column(visible=False), gr.Column(visible=True), ""
 
     def preview(csv_file: str | None, authed: bool):
         import pandas as pd
@@ -537,8 +537,8 @@ def build_demo(settings: Settings | None = None, *, vlm: VLM | None = None, cata
                         ingest_summary = gr.Markdown(elem_id="admin-summary")
                         rejected_table = gr.Dataframe(label="Rejected rows", interactive=False,
                                                       elem_id="admin-rejected")
-                    login_button.click(login, password, [authed, login_box, admin_box], api_visibility="private")
-                    password.submit(login, password, [authed, login_box, admin_box], api_visibility="private")
+                    gr.on([login_button.click, password.submit], login, password,
+                          [authed, login_box, admin_box, password], api_visibility="private")
                     csv_file.change(preview, [csv_file, authed], preview_table, api_visibility="private")
                     ingest_button.click(ingest, [csv_file, images_zip, authed], [ingest_summary, rejected_table],
                                         api_visibility="private")
@@ -562,18 +562,19 @@ def build_demo(settings: Settings | None = None, *, vlm: VLM | None = None, cata
                    show_progress="hidden")
 
         answer_outputs = [chatbot, gallery, items, turns]
+        answering = {"api_visibility": "private", "concurrency_id": "turn", "show_progress_on": chatbot}
         answer_inputs = [chatbot, mode, k, category, turns]
         textbox.submit(add_message, [textbox, chatbot], [chatbot, textbox], api_visibility="private",
                        show_progress="hidden").success(
-            respond, answer_inputs, answer_outputs, api_visibility="private", concurrency_id="turn")
+            respond, answer_inputs, answer_outputs, **answering)
         chatbot.retry(retry, chatbot, chatbot, api_visibility="private").success(
-            respond, answer_inputs, answer_outputs, api_visibility="private", concurrency_id="turn")
+            respond, answer_inputs, answer_outputs, **answering)
         chatbot.undo(undo, [chatbot, turns], [chatbot, turns, textbox], api_visibility="private")
         chatbot.clear(lambda: ([], [], [], [], ""), outputs=[chatbot, gallery, items, turns, details],
                       api_visibility="private")
         chatbot.like(vote, turns, None, api_visibility="private")
         gallery.select(ask_about, [items, chatbot], [chatbot, details], api_visibility="private").success(
-            respond, answer_inputs, answer_outputs, api_visibility="private", concurrency_id="turn")
+            respond, answer_inputs, answer_outputs, **answering)
         api_button.click(api_chat, [api_message, api_image, api_mode, api_k, api_category], api_result,
                          api_name="chat", concurrency_id="turn")
         gr.api(api_search, api_name="search")

@@ -1,0 +1,157 @@
+"""The app in a real headless Chromium (Debian's, driven by Playwright): what a customer and a shop owner do.
+
+Screenshots go to tests/artifacts/ (gitignored); docs/screenshot.png in the README is a copy of chat.png.
+"""
+
+import json
+import shutil
+from pathlib import Path
+
+import pytest
+
+from mmsupport.config import REPO_DIR
+
+pytestmark = pytest.mark.browser
+
+CHROMIUM = Path("/usr/bin/chromium")
+ARTIFACTS = REPO_DIR / "tests" / "artifacts"
+ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+        "--disable-component-update", "--no-first-run", "--disable-sync"]
+XSS = "<img src=x onerror=\"window.__xss=1\"><script>window.__xss=1</script>"
+
+
+@pytest.fixture(scope="module")
+def browser():
+    if not CHROMIUM.exists():
+        pytest.skip("Debian's chromium is not installed (apt-get install chromium)")
+    sync_api = pytest.importorskip("playwright.sync_api")
+    ARTIFACTS.mkdir(exist_ok=True)
+    with sync_api.sync_playwright() as playwright:
+        chromium = playwright.chromium.launch(executable_path=str(CHROMIUM), args=ARGS)
+        yield chromium
+        chromium.close()
+
+
+@pytest.fixture
+def page(browser, ui_server):
+    page = browser.new_page(viewport={"width": 1400, "height": 1000})
+    dialogs = []
+    page.on("dialog", lambda dialog: (dialogs.append(dialog.message), dialog.dismiss()))
+    page.dialogs = dialogs
+    page.goto(ui_server.url)
+    page.wait_for_selector("#message textarea", timeout=60_000)
+    page.wait_for_function("document.querySelector('#status').innerText.includes('Ready')", timeout=300_000)
+    yield page
+    assert page.dialogs == [], "a script from a message or a catalog row ran"
+    assert page.evaluate("window.__xss") is None
+    page.close()
+
+
+def send(page, text: str, photo: Path | None = None) -> None:
+    if photo is not None:
+        page.set_input_files("#message input[type=file]", str(photo))
+        page.wait_for_selector("#message img", timeout=30_000)
+    page.fill("#message textarea", text)
+    page.keyboard.press("Enter")
+
+
+def wait_for_answers(page, count: int) -> str:
+    """Wait until ``count`` answers are there and nothing is pending any more; return the chat's text."""
+    page.wait_for_function(
+        f"document.querySelectorAll('#chat button[aria-label=\"Like\"]').length >= {count}"
+        " && !document.querySelector('#chat [data-testid=\"status-tracker\"]:not(.hide)')", timeout=120_000)
+    return page.inner_text("#chat")
+
+
+def test_customer_asks_with_a_photo_clicks_a_card_and_likes_the_answer(page, ui_server):
+    photo = REPO_DIR / "data" / "images" / "customer" / "sneaker_angle.png"
+    seen_while_streaming = []
+    send(page, "Do you sell these running shoes?", photo)
+    for _ in range(200):  # watch the answer grow while it streams
+        text = page.inner_text("#chat")
+        if not seen_while_streaming or text != seen_while_streaming[-1]:
+            seen_while_streaming.append(text)
+        if page.locator("#items .thumbnail-item").count():
+            break
+        page.wait_for_timeout(50)
+    chat = wait_for_answers(page, 1)
+    assert len(seen_while_streaming) >= 3, "the answer should appear piece by piece"
+    assert "Search catalog" in chat  # the agent step, shown as a collapsible message
+    assert page.locator("#chat img").count() >= 1  # the customer's photo, in the conversation
+    cards = page.locator("#items .thumbnail-item")
+    assert cards.count() >= 1
+    assert "score" in page.inner_text("#items")
+    citation = page.locator('#chat a[href^="#card-"]').first
+    citation.click()
+    assert page.locator("#items .thumbnail-item.cited").count() == 1
+    page.screenshot(path=str(ARTIFACTS / "chat.png"))
+    shutil.copy(ARTIFACTS / "chat.png", REPO_DIR / "docs" / "screenshot.png")
+
+    title = page.locator("#items .thumbnail-item .caption-label").nth(0).inner_text().split(" [")[0]
+    cards.nth(0).click()
+    chat = wait_for_answers(page, 2)
+    assert f"Tell me more about {title}" in chat
+    assert title in page.inner_text("#item-details")
+    page.screenshot(path=str(ARTIFACTS / "card_clicked.png"))
+
+    page.locator('#chat button[aria-label="Like"]').last.click()
+    page.wait_for_function("document.body.innerText.includes('Thanks for the feedback')", timeout=30_000)
+    votes = [json.loads(line) for line in ui_server.settings.feedback_path.read_text().splitlines()]
+    assert votes[-1]["rating"] == "up" and votes[-1]["question"].startswith("Tell me more about")
+    assert votes[-1]["item_ids"] and "session" not in json.dumps(votes[-1])
+
+
+def test_html_from_people_and_catalog_rows_is_shown_as_text(page):
+    send(page, f"Is this safe? {XSS}")
+    chat = wait_for_answers(page, 1)
+    assert "<script>window.__xss=1</script>" in chat
+    # P0004's description carries <script> and <img onerror> markup: show its card and the answer about it.
+    send(page, "Tell me about the Everyday Crew T-Shirt (Grey) with the limited print run")
+    wait_for_answers(page, 2)
+    captions = page.locator("#items .thumbnail-item .caption-label").all_inner_texts()
+    hostile = next(i for i, caption in enumerate(captions) if "[P0004]" in caption)
+    page.locator("#items .thumbnail-item").nth(hostile).click()
+    page.wait_for_function("document.querySelector('#item-details').innerText.includes('onerror')",
+                           timeout=30_000)
+    assert "<script>alert(1)</script>" in page.inner_text("#item-details")
+    assert page.locator("#item-details img, #chat img[src='x']").count() == 0
+    page.screenshot(path=str(ARTIFACTS / "html_as_text.png"))
+
+
+def test_shop_owner_logs_in_and_ingests_a_csv(page, ui_server, tmp_path):
+    csv = tmp_path / "new_rows.csv"
+    csv.write_text("kind,id,title,category,colour,price,description,image\n"
+                   "product,Z001,Harbour Wool Beanie (Navy),accessories,navy,24.50,A warm ribbed merino beanie.,\n"
+                   "product,Z002,Broken Row,accessories,red,not-a-price,Price is not a number.,\n")
+    page.get_by_role("tab", name="Catalog admin").click()
+    page.get_by_label("Admin password").fill("wrong")
+    page.get_by_role("button", name="Log in").click()
+    page.wait_for_function("document.body.innerText.includes('Wrong admin password')", timeout=30_000)
+    page.get_by_label("Admin password").fill(ui_server.admin_password)
+    page.get_by_role("button", name="Log in").click()
+    page.locator("#admin-csv input[type=file]").set_input_files(str(csv))
+    page.wait_for_function("document.querySelector('#admin-preview').innerText.includes('Z001')", timeout=60_000)
+    page.get_by_role("button", name="Ingest").click()
+    page.wait_for_function("document.querySelector('#admin-summary').innerText.includes('1 added')",
+                           timeout=180_000)
+    assert "not-a-price" in page.inner_text("#admin-rejected")
+    assert "1 rejected" in page.inner_text("#admin-summary")
+    page.screenshot(path=str(ARTIFACTS / "admin.png"))
+    assert ui_server.catalog().get("Z001").title == "Harbour Wool Beanie (Navy)"
+
+
+def test_retry_undo_and_clear(page):
+    send(page, "How do I wash a down jacket?")
+    wait_for_answers(page, 1)
+    page.locator('#chat button[aria-label="Retry"]').last.click()
+    chat = wait_for_answers(page, 1)
+    assert chat.count("How do I wash a down jacket?") == 2  # the question once, and in its one search step
+    page.locator('#chat button[aria-label="Undo"]').last.click()
+    page.wait_for_function("!document.querySelector('#chat').innerText.includes('Search catalog')", timeout=30_000)
+    assert page.input_value("#message textarea") == "How do I wash a down jacket?"
+    page.focus("#message textarea")
+    page.keyboard.press("Enter")  # the undone question, sent again as it was
+    wait_for_answers(page, 1)
+    page.locator('#chat button[aria-label="Clear"]').click()
+    page.wait_for_function("document.querySelectorAll('#items .thumbnail-item').length === 0", timeout=30_000)
+    assert "How do I wash" not in page.inner_text("#chat")
