@@ -55,7 +55,7 @@ class ScriptedVLM(VLM):
 
     def stream(self, messages: list[Message], *, max_new_tokens: int | None = None,
                tools: list[dict] | None = None) -> Iterator[str]:
-        self.calls.append({"messages": messages, "tools": tools})
+        self.calls.append({"messages": list(messages), "tools": tools})
         if is_describe_call(messages):
             if callable(self.description):
                 image = next(part["image"] for part in messages[-1]["content"] if part.get("type") == "image")
