@@ -110,9 +110,9 @@ class Resources:
     def _load(self) -> None:
         if self.catalog is None:
             try:
-                self.catalog = _open_catalog(self.settings)
-                self.catalog.embedder  # load the text embedder now, not on the first question
-                self.catalog_state = "ready"
+                catalog = _open_catalog(self.settings)
+                catalog.embedder  # load the text embedder now, not on the first question
+                self.catalog, self.catalog_state = catalog, "ready"
             except MMSupportError as error:
                 self.catalog_error, self.catalog_state = error, "unavailable"
             except Exception as error:  # an unexpected failure must show up as a status, not a dead thread
@@ -287,7 +287,7 @@ def _step_message(step) -> dict:
     query = arguments.get("query") or arguments.get("id") or ", ".join(f"{k}={v}" for k, v in arguments.items())
     found = len(step.result_ids)
     title = f"{step.tool.replace('_', ' ').capitalize()}: “{query}” → {found} item{'s' if found != 1 else ''}"
-    body = ", ".join(step.result_ids) if step.result_ids else "nothing matched"
+    body = f"failed: {step.error}" if step.error else ", ".join(step.result_ids) or "nothing matched"
     return {"role": "assistant", "content": _escape(body),
             "metadata": {"title": _escape(title), "status": "done", "duration": round(step.seconds, 2)}}
 
@@ -368,9 +368,10 @@ def build_demo(settings: Settings | None = None, *, vlm: VLM | None = None, cata
         with _ui_errors():
             turn = turn_settings(mode, k, category)
             start, text, files = _last_user_turn(history)
+            question = html.unescape(text)  # the chat shows it escaped
             turns = [t for t in turns if t["first"] < start]  # a retried turn is answered afresh
             steps, answer, result = [], "", None
-            for event in run_turn(html.unescape(text), files, turns[-1]["history"] if turns else [], turn):
+            for event in run_turn(question, files, turns[-1]["history"] if turns else [], turn):
                 if isinstance(event, TurnResult):
                     result = event
                     continue
@@ -382,9 +383,8 @@ def build_demo(settings: Settings | None = None, *, vlm: VLM | None = None, cata
                 yield history + steps + partial, gr.skip(), gr.skip(), gr.skip()
         shown = history + steps + [{"role": "assistant", "content": link_citations(_escape(result.answer),
                                                                                    result.items)}]
-        log = {"question": html.unescape(text), "answer": result.answer,
-               "citations": result.citations, "item_ids": [item.id for item in result.items],
-               "no_match": result.no_match, "images": len(files),
+        log = {"question": question, "answer": result.answer, "citations": result.citations,
+               "item_ids": [item.id for item in result.items], "no_match": result.no_match, "images": len(files),
                "search": {"mode": turn.search_mode, "k": turn.top_k, "category": turn.category},
                "model": resources.vlm.name if resources.vlm is not None else None}
         record = {"first": start, "last": len(shown) - 1, "log": log, "history": result.history}

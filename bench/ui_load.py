@@ -1,0 +1,206 @@
+"""Load test of the app: concurrent gradio_client sessions sending photo + question turns to ``/chat`` on 127.0.0.1.
+
+    python bench/ui_load.py                          # 20 sessions for 120 s
+    python bench/ui_load.py --sessions 5 --seconds 30
+
+Starts the app in a child process on a fresh sample catalog in a temp folder (catalog, agent and UI run for real; the
+VLM is a weightless stand-in that cites what it is given, so the figures measure the app, not a model), records how
+long the page and the catalog take to come up on a first start, then runs the sessions and samples the server's RSS.
+Writes ``bench/results/ui_load.json`` and ``ui_load.png``. The CPU is shared on dev machines: timings are noisy.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import re
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent
+PHOTOS = sorted((REPO / "data" / "images" / "customer").glob("*.png"))
+QUESTIONS = [
+    "What is this and do you sell it?",
+    "Is this covered by the warranty?",
+    "Do you have this in another colour?",
+    "How do I fix this?",
+]
+
+
+def citing_vlm():
+    """A stand-in VLM with no weights: it cites the first catalog item it is given, in small streamed pieces.
+
+    Unlike tests/fakes.py's ScriptedVLM it keeps no record of the conversations, so memory measures the app.
+    """
+    from mmsupport.vlm import VLM
+
+    class CitingVLM(VLM):
+        name = "citing-stub"
+
+        def stream(self, messages, **kwargs):
+            content = messages[-1]["content"]
+            text = content if isinstance(content, str) else " ".join(p.get("text", "") for p in content)
+            found = re.search(r"id: (\S+) \| \w+ \| ([^|\n]+)", text)
+            reply = f"The best match is {found[2].strip()} [{found[1]}]." if found else "a product photo"
+            for start in range(0, len(reply), 8):
+                yield reply[start:start + 8]
+
+    return CitingVLM()
+
+
+def serve(port: int, db_dir: Path) -> None:
+    """Child process: build the app with the stand-in VLM and serve it until killed."""
+    from mmsupport.config import load_settings
+    from mmsupport.ui import build_demo
+
+    settings = load_settings(db_dir=db_dir, feedback_path=db_dir / "feedback.jsonl")
+    build_demo(settings, vlm=citing_vlm()).launch(server_name="127.0.0.1", server_port=port, quiet=True)
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def wait_until(predicate, timeout: float, what: str) -> float:
+    """Seconds until ``predicate()`` is true; raises if it is not within ``timeout``."""
+    start = time.monotonic()
+    while time.monotonic() - start < timeout:
+        try:
+            if predicate():
+                return time.monotonic() - start
+        except Exception:  # the server is not up yet
+            pass
+        time.sleep(0.2)
+    raise TimeoutError(f"{what} not within {timeout:.0f} s")
+
+
+def run_load(sessions: int = 20, seconds: float = 120.0, workdir: Path | None = None) -> dict:
+    """Run the load test and return its figures (see the module docstring)."""
+    import httpx
+    import psutil
+    from gradio_client import Client, handle_file
+
+    workdir = Path(workdir or tempfile.mkdtemp(prefix="mmsupport-load-"))
+    port = free_port()
+    url = f"http://127.0.0.1:{port}"
+    started = time.monotonic()
+    server = subprocess.Popen([sys.executable, __file__, "--serve", str(port), str(workdir / "db")], cwd=REPO,
+                              env={**os.environ, "HF_HUB_OFFLINE": "1", "GRADIO_ANALYTICS_ENABLED": "False"},
+                              stdout=subprocess.DEVNULL, stderr=open(workdir / "server.log", "wb"))
+    try:
+        page_up = wait_until(lambda: httpx.get(url, timeout=2).status_code == 200, 300, "the page")
+        probe = Client(url, verbose=False)
+        catalog_up = wait_until(lambda: probe.predict("boots", "hybrid", 1, "", api_name="/search"), 600,
+                                "the catalog")
+        process = psutil.Process(server.pid)
+        rss: list[tuple[float, float]] = []
+        turns: list[dict] = []
+        errors: list[str] = []
+        stop = threading.Event()
+        load_start = time.monotonic()
+
+        def sample_rss():
+            while not stop.is_set():
+                rss.append((time.monotonic() - load_start, process.memory_info().rss / 2**20))
+                stop.wait(0.5)
+
+        def session(number: int):
+            client = Client(url, verbose=False)
+            turn = 0
+            while time.monotonic() - load_start < seconds:
+                photo, question = PHOTOS[(number + turn) % len(PHOTOS)], QUESTIONS[turn % len(QUESTIONS)]
+                sent = time.monotonic()
+                try:
+                    reply = client.predict(question, handle_file(str(photo)), "hybrid", 5, "", api_name="/chat")
+                    answered = bool(reply["answer"].strip())
+                except Exception as error:  # every failure is counted and reported, none is retried
+                    errors.append(f"session {number}: {type(error).__name__}: {error}")
+                    answered = False
+                turns.append({"session": number, "sent": sent - load_start,
+                              "seconds": time.monotonic() - sent, "answered": answered})
+                turn += 1
+
+        sampler = threading.Thread(target=sample_rss)
+        sampler.start()
+        workers = [threading.Thread(target=session, args=(n,)) for n in range(sessions)]
+        for worker in workers:
+            worker.start()
+        for worker in workers:
+            worker.join()
+        stop.set()
+        sampler.join()
+    finally:
+        server.terminate()
+        server.wait(30)
+
+    latencies = sorted(t["seconds"] for t in turns)
+    warm_rss = [mb for at, mb in rss if at >= min(10.0, seconds / 4)]
+    return {
+        "sessions": sessions, "seconds": seconds, "turns": len(turns),
+        "answered": sum(t["answered"] for t in turns), "errors": errors,
+        "turns_per_second": round(len(turns) / seconds, 2),
+        "latency_p50": round(statistics.median(latencies), 3),
+        "latency_p95": round(latencies[int(0.95 * (len(latencies) - 1))], 3),
+        "latency_max": round(latencies[-1], 3),
+        "rss_mb_start": round(rss[0][1], 1), "rss_mb_warm": round(warm_rss[0], 1),
+        "rss_mb_peak": round(max(mb for _, mb in rss), 1), "rss_mb_end": round(rss[-1][1], 1),
+        "page_up_seconds": round(page_up, 1), "catalog_ready_seconds": round(catalog_up + page_up, 1),
+        "since_spawn_seconds": round(time.monotonic() - started, 1),
+        "cpu_count": os.cpu_count(), "load_average": [round(x, 2) for x in os.getloadavg()],
+        "timeline": {"turns": turns, "rss": rss},
+    }
+
+
+def plot(result: dict, path: Path) -> None:
+    """Latency of every turn over time, and the server's RSS, on one figure."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, (top, bottom) = plt.subplots(2, 1, figsize=(9, 6), sharex=True)
+    turns = result["timeline"]["turns"]
+    top.scatter([t["sent"] for t in turns], [t["seconds"] for t in turns], s=6,
+                c=["tab:blue" if t["answered"] else "tab:red" for t in turns])
+    top.axhline(result["latency_p50"], color="gray", ls="--", label=f"p50 {result['latency_p50']:.2f} s")
+    top.axhline(result["latency_p95"], color="black", ls=":", label=f"p95 {result['latency_p95']:.2f} s")
+    top.set_ylabel("turn latency (s)")
+    top.legend(loc="upper right")
+    top.set_title(f"{result['sessions']} gradio_client sessions, photo + question turns to /chat "
+                  f"({result['turns']} turns, {len(result['errors'])} errors)")
+    bottom.plot(*zip(*result["timeline"]["rss"]), color="tab:green")
+    bottom.set_ylabel("server RSS (MiB)")
+    bottom.set_xlabel("seconds since the load started")
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--sessions", type=int, default=20)
+    parser.add_argument("--seconds", type=float, default=120.0)
+    parser.add_argument("--out", type=Path, default=REPO / "bench" / "results")
+    parser.add_argument("--serve", nargs=2, metavar=("PORT", "DB_DIR"), help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.serve:
+        serve(int(args.serve[0]), Path(args.serve[1]))
+        return 0
+    result = run_load(args.sessions, args.seconds)
+    args.out.mkdir(parents=True, exist_ok=True)
+    (args.out / "ui_load.json").write_text(json.dumps(result, indent=1))
+    plot(result, args.out / "ui_load.png")
+    print(json.dumps({k: v for k, v in result.items() if k != "timeline"}, indent=1))
+    return 0 if not result["errors"] and result["answered"] == result["turns"] else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
