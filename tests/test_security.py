@@ -121,3 +121,35 @@ def test_non_images_get_a_clear_message_and_the_app_keeps_serving(ui_server):
         client.predict("   ", None, "hybrid", 3, "", api_name="/chat")
     result = client.predict("running shoes", None, "hybrid", 3, "", api_name="/chat")
     assert result["answer"]
+
+
+def test_the_app_keeps_serving_after_bad_input(ui_server):
+    from gradio_client import Client, handle_file
+    from gradio_client.exceptions import AppError
+
+    client = Client(ui_server.url, verbose=False)
+    root = Path(ui_server.root)
+    (root / "empty.png").write_bytes(b"")
+    (root / "truncated.png").write_bytes(png_bytes((256, 256))[:300])
+    bomb = root / "bomb.png"  # tiny file, 40000 x 40000 pixels once decoded
+    Image.new("1", (40000, 40000)).save(bomb, optimize=True)
+    for name in ("empty.png", "truncated.png", "bomb.png"):
+        with pytest.raises(AppError, match=name):
+            client.predict("What is this?", handle_file(str(root / name)), "hybrid", 3, "", api_name="/chat")
+    long = client.predict("boots " * 5000, None, "hybrid", 3, "", api_name="/chat")
+    assert "only its first" in long["answer"]  # read in part, with a notice, not refused
+    reply = client.predict("waterproof hiking boots", None, "hybrid", 3, "", api_name="/chat")
+    assert reply["answer"] and reply["citations"]
+
+
+def test_api_callers_cannot_point_an_upload_at_a_server_file(ui_server):
+    import httpx
+
+    for path in ("/etc/passwd", str(ui_server.settings.feedback_path.resolve()), "../../../../etc/passwd"):
+        payload = {"data": ["What is this?", {"path": path, "meta": {"_type": "gradio.FileData"}}, "hybrid", 3, ""]}
+        event = httpx.post(f"{ui_server.url}/gradio_api/call/chat", json=payload, timeout=30)
+        if event.status_code != 200:
+            assert 400 <= event.status_code < 500
+            continue
+        stream = httpx.get(f"{ui_server.url}/gradio_api/call/chat/{event.json()['event_id']}", timeout=60).text
+        assert "event: error" in stream and SECRET not in stream, stream
