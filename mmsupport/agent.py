@@ -9,8 +9,8 @@ A turn runs in this order:
    blue?", "how do I reset it?") also gets the conversation's focus: the latest earlier photo's description and the
    item the assistant last cited, so it resolves against the item being discussed.
 4. **Retrieve** with ``settings.search_mode``, ``settings.category`` and ``settings.top_k`` (step 1,
-   ``search_catalog``). When the best cosine similarity between the query and any catalog item is below
-   :data:`NO_MATCH_COSINE`, the turn ends with an honest "nothing matched" and a human handoff; no model call, so no
+   ``search_catalog``). When the best cosine similarity between any catalog item and the query (or the customer's
+   own words, so a poor photo description cannot hide a match) is below :data:`NO_MATCH_COSINE`, the turn ends with an honest "nothing matched" and a human handoff; no model call, so no
    invented product.
 5. **Answer**: the VLM sees the system rules, the trimmed history and the current message with the retrieved items as
    numbered data between ``<data>`` tags. Models whose chat template takes tools may call ``search_catalog`` and
@@ -245,7 +245,7 @@ class _Turn:
             raise InvalidInput("There is nothing to search for: the message is empty and no vision model is loaded "
                                "to describe the photo.", hint="Describe the product or the problem in words.")
         items = yield from self._search(query, {}, self.settings.top_k)
-        no_match = self._best_cosine(query) < NO_MATCH_COSINE or not items
+        no_match = max(self._best_cosine(q) for q in {query, self.text} if q) < NO_MATCH_COSINE or not items
         if no_match:
             answer = prompts["no_match"]
             yield answer
