@@ -80,7 +80,7 @@ def _ui_errors():
     try:
         yield
     except MMSupportError as error:
-        raise gr.Error(str(error), print_exception=False) from None
+        raise gr.Error(_escape(str(error)), print_exception=False) from None  # gr.Error renders HTML
 
 
 class Resources:
@@ -456,8 +456,8 @@ def build_demo(settings: Settings | None = None, *, vlm: VLM | None = None, cata
         try:
             return pd.read_csv(csv_file, nrows=20, dtype=str).fillna("")
         except (ValueError, UnicodeDecodeError) as error:
-            raise gr.Error(f"Could not read {Path(csv_file).name} as CSV: {error}. Save it as UTF-8 CSV "
-                           "with a header row.", print_exception=False) from None
+            raise gr.Error(_escape(f"Could not read {Path(csv_file).name} as CSV: {error}. Save it as UTF-8 CSV "
+                                   "with a header row."), print_exception=False) from None
 
     def ingest(csv_file: str | None, images_zip: str | None, authed: bool, progress=gr.Progress(track_tqdm=True)):
         import pandas as pd

@@ -1,10 +1,10 @@
 """The app in a real headless Chromium (Debian's, driven by Playwright): what a customer and a shop owner do.
 
-Screenshots go to tests/artifacts/ (gitignored); docs/screenshot.png in the README is a copy of chat.png.
+Screenshots go to tests/artifacts/ (gitignored); the README's docs/screenshot.png is a copy of chat.png.
 """
 
 import json
-import shutil
+import re
 from pathlib import Path
 
 import pytest
@@ -85,7 +85,6 @@ def test_customer_asks_with_a_photo_clicks_a_card_and_likes_the_answer(page, ui_
     citation.click()
     assert page.locator("#items .thumbnail-item.cited").count() == 1
     page.screenshot(path=str(ARTIFACTS / "chat.png"))
-    shutil.copy(ARTIFACTS / "chat.png", REPO_DIR / "docs" / "screenshot.png")
 
     title = page.locator("#items .thumbnail-item .caption-label").nth(0).inner_text().split(" [")[0]
     cards.nth(0).click()
@@ -105,6 +104,16 @@ def test_html_from_people_and_catalog_rows_is_shown_as_text(page):
     send(page, f"Is this safe? {XSS}")
     chat = wait_for_answers(page, 1)
     assert "<script>window.__xss=1</script>" in chat
+    # A photo whose file name is markup and whose bytes are not an image: the error names it, as text.
+    page.set_input_files("#message input[type=file]", files=[
+        {"name": "<img src=x onerror=window.__xss=1>.png", "mimeType": "image/png", "buffer": b"not a png"}])
+    page.fill("#message textarea", "And this?")
+    page.keyboard.press("Enter")
+    page.wait_for_function("document.body.innerText.includes('supported format')", timeout=30_000)
+    page.screenshot(path=str(ARTIFACTS / "bad_upload.png"))
+    assert re.search(r"img src.?x onerror.?window.__xss.?1.?\.png: ", page.inner_text("body"))
+    page.fill("#message textarea", "")
+    page.locator("#message button[aria-label*='Remove'], #message .thumbnail-item button").first.click()
     # P0004's description carries <script> and <img onerror> markup: show its card and the answer about it.
     send(page, "Tell me about the Everyday Crew T-Shirt (Grey) with the limited print run")
     wait_for_answers(page, 2)
