@@ -22,7 +22,7 @@ class FeedbackLog:
         self._lock = threading.Lock()
 
     def record(self, *, liked: bool, turn: dict) -> dict:
-        """Append one vote on ``turn`` (a dict of the turn's question, answer, ids and settings) and return the entry."""
+        """Append one vote on ``turn`` (the turn's question, answer, ids and settings) and return the entry."""
         entry = {"time": datetime.now(timezone.utc).isoformat(timespec="seconds"),
                  "rating": "up" if liked else "down", **turn}
         line = json.dumps(entry, ensure_ascii=False) + "\n"
