@@ -9,7 +9,7 @@ never stop early), one attempt per image, so the figures are pure generation thr
 
 Writes bench/results/labeling.json and bench/results/labeling.png. Timings on a shared CPU are noisy.
 
-    python bench/labeling.py [--batch-sizes 1 4 8 16] [--images-per-size 16] [--new-tokens 64]
+    python bench/labeling.py [--batch-sizes 1 4 8 16] [--batches 2] [--min-images 4] [--new-tokens 128]
 """
 
 from __future__ import annotations
@@ -63,7 +63,8 @@ def plot(result: dict, path: Path) -> None:
     axis.bar([str(size) for size in sizes], rates, color="#4c72b0")
     axis.axhline(4 * rates[0], color="#c44e52", linestyle="--", label="target: 4× batch 1")
     for index, (rate, run) in enumerate(zip(rates, result["runs"])):
-        axis.text(index, rate, f"{rate:.2f}\n({run['speedup']:.1f}×)", ha="center", va="bottom", fontsize=8)
+        axis.text(index, rate, f"{rate:.3g}\n({run['speedup']:.1f}×)", ha="center", va="bottom", fontsize=8)
+    axis.set_ylim(0, max(rates) * 1.25)
     axis.set_xlabel("batch size")
     axis.set_ylabel("images / s")
     axis.set_title(f"Labeling throughput, SmolVLM-256M architecture, {result['new_tokens']} new tokens, CPU")
@@ -76,8 +77,9 @@ def plot(result: dict, path: Path) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--batch-sizes", type=int, nargs="+", default=[1, 4, 8, 16])
-    parser.add_argument("--images-per-size", type=int, default=16, help="thumbnails labelled per batch size")
-    parser.add_argument("--new-tokens", type=int, default=64, help="reply length per image")
+    parser.add_argument("--batches", type=int, default=2, help="batches timed per batch size")
+    parser.add_argument("--min-images", type=int, default=4, help="at least this many images per batch size")
+    parser.add_argument("--new-tokens", type=int, default=128, help="reply length per image (a JSON label: ~100)")
     parser.add_argument("--images-dir", type=Path, default=THUMBNAILS)
     args = parser.parse_args()
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
@@ -99,18 +101,20 @@ def main() -> None:
         label_images(vlm, warm_up, Path(folder) / "warm.jsonl", batch_size=2, max_attempts=1,
                      max_new_tokens=4, progress=False)
         runs = []
-        for index, batch_size in enumerate(args.batch_sizes):
-            images = thumbnails[index * args.images_per_size:(index + 1) * args.images_per_size]  # fresh images
+        used = 0
+        for batch_size in args.batch_sizes:
+            count = max(args.min_images, batch_size * args.batches)
+            images, used = thumbnails[used:used + count], used + count  # fresh images each time
             start = time.perf_counter()
             run = label_images(vlm, images, Path(folder) / f"labels_{batch_size}.jsonl", batch_size=batch_size,
                                max_attempts=1, max_new_tokens=args.new_tokens)
             seconds = time.perf_counter() - start
             runs.append({"batch_size": batch_size, "images": len(images), "seconds": round(seconds, 2),
-                         "images_per_second": round(len(images) / seconds, 4),
+                         "images_per_second": float(f"{len(images) / seconds:.4g}"),
                          "labelled": run.labelled, "failed": run.failed})
             print(runs[-1], flush=True)
     for row in runs:
-        row["speedup"] = round(row["images_per_second"] / runs[0]["images_per_second"], 2)
+        row["speedup"] = round(row["images"] / row["seconds"] / (runs[0]["images"] / runs[0]["seconds"]), 2)
     best = max(runs, key=lambda row: row["images_per_second"])
     result = {
         "model": "SmolVLM-256M-Instruct architecture, random weights", "quantization": vlm.quantization,
