@@ -33,6 +33,9 @@ KINDS = ("product", "article")
 TITLE_NAMES = ("title", "name", "product_name", "productdisplayname")
 TEXT_NAMES = ("description", "text", "body", "content")
 COLOUR_NAMES = ("colour", "color")
+#: Full-text index: positions for exact-phrase matches; no stemming or stop-word removal, which blur exact phrases
+#: (tuned on the dev set, see README).
+FTS_OPTIONS = {"with_position": True, "stem": True, "remove_stop_words": False}
 #: Tables with at least this many rows get an ANN vector index (exact search is fast enough below).
 ANN_MIN_ROWS = 100_000
 #: Old versions kept for time travel; older ones are removed by :meth:`Catalog.cleanup`.
@@ -161,7 +164,8 @@ def _read_csv(path: Path) -> tuple[list[str], list[tuple[int, list[str]]]]:
     except StopIteration:
         raise InvalidInput(f"{path} is empty.", hint="Pass a CSV file with a header row.") from None
     except csv.Error as error:
-        raise InvalidInput(f"{path} is not a readable CSV: {error}.", hint="Save it as comma-separated UTF-8.") from None
+        raise InvalidInput(f"{path} is not a readable CSV: {error}.",
+                           hint="Save it as comma-separated UTF-8.") from None
     rows, line = [], reader.line_num + 1
     while True:
         try:
@@ -364,6 +368,8 @@ class Catalog:
                 records.append(record)
         with self._write_lock():
             report = self._upsert(records, rejected, progress=progress)
+            if self._table is not None:
+                self._index()
             self.cleanup()
         report.version = self.version
         return report
@@ -403,17 +409,17 @@ class Catalog:
                 self._table.add_columns(new)
             (self._table.merge_insert("id").when_matched_update_all().when_not_matched_insert_all()
              .execute(data))
-        self._index()
         return report
 
     def _index(self) -> None:
         """Bring the full-text and (on large tables) ANN indexes up to date with the data."""
         from lancedb.index import FTS
 
-        indexed = {tuple(index.columns) for index in self._table.list_indices()}
-        if ("text",) not in indexed:
-            self._table.create_index("text", config=FTS())
-        if ("vector",) not in indexed and self._table.count_rows() >= ANN_MIN_ROWS:
+        indexes = {tuple(index.columns): index for index in self._table.list_indices()}
+        text_index = indexes.get(("text",))
+        if text_index is None or not text_index.index_details.get("with_position"):
+            self._table.create_index("text", config=FTS(**FTS_OPTIONS), replace=True)
+        if ("vector",) not in indexes and self._table.count_rows() >= ANN_MIN_ROWS:
             from mmsupport.retrieval import create_ann_index
 
             create_ann_index(self._table)

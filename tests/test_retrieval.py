@@ -1,10 +1,12 @@
 """Search modes, prefilters, freshness after ingest and the hybrid fusion, on a small real LanceDB table."""
 
+import numpy as np
 import pytest
 
 from mmsupport.catalog import Catalog
 from mmsupport.config import load_settings
 from mmsupport.errors import InvalidInput
+from mmsupport.retrieval import fuse
 from test_catalog import write_csv
 
 HEADER = ["kind", "id", "title", "category", "price", "description"]
@@ -69,3 +71,33 @@ def test_bad_search_input_says_what_to_do(catalog, query, kwargs, message):
     with pytest.raises(InvalidInput, match=message):
         catalog.search(query, **kwargs)
 
+
+
+def test_hybrid_puts_an_exact_phrase_first(catalog):
+    assert catalog.search("the light blinks blue the headset", k=1)[0].id == "a2"
+
+
+def _row(item_id, vector, score):
+    return {"id": item_id, "vector": vector, "_score": score}
+
+
+QUERY = np.array([1.0, 0.0], dtype=np.float32)
+
+
+def test_fusion_ranks_phrase_matches_first():
+    fts = [_row("strong", [1.0, 0.0], 9.0), _row("phrase", [0.0, 1.0], 4.0)]
+    vectors = [{"id": "near", "_distance": 0.0}]
+    phrase = [_row("phrase", [0.0, 1.0], 7.0)]
+    assert [row["id"] for row, _ in fuse(fts, vectors, QUERY, phrase)] == ["phrase", "strong", "near"]
+
+
+def test_fusion_lets_vectors_order_a_flat_bm25_list():
+    fts = [_row("far", [0.0, 1.0], 5.0), _row("close", [1.0, 0.0], 4.9)]
+    assert [row["id"] for row, _ in fuse(fts, [], QUERY)] == ["close", "far"]
+
+
+def test_fusion_keeps_a_clear_bm25_winner_above_a_vector_only_match():
+    fts = [_row("lexical", [0.6, 0.8], 10.0), _row("weak", [0.0, 1.0], 1.0)]
+    vectors = [{"id": "semantic", "_distance": 0.0}]
+    ranked = [row["id"] for row, _ in fuse(fts, vectors, QUERY)]
+    assert ranked == ["lexical", "semantic", "weak"]
