@@ -245,7 +245,8 @@ class _Turn:
             raise InvalidInput("There is nothing to search for: the message is empty and no vision model is loaded "
                                "to describe the photo.", hint="Describe the product or the problem in words.")
         items = yield from self._search(query, {}, self.settings.top_k)
-        no_match = max(self._best_cosine(q) for q in {query, self.text} if q) < NO_MATCH_COSINE or not items
+        relevant = any(self._best_cosine(q) >= NO_MATCH_COSINE for q in dict.fromkeys([query, self.text]) if q)
+        no_match = not (items and relevant)
         if no_match:
             answer = prompts["no_match"]
             yield answer

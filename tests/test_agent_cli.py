@@ -51,7 +51,8 @@ def test_eval_agent_reports_hit_rate_citation_validity_and_no_match(sample_catal
              "expect_no_match": False}]},
         {"id": "b", "turns": [{"message": "Do you sell dog food?", "image": None, "relevant": [],
                                "expect_no_match": True}]},
-        {"id": "c", "turns": [{"message": "Do you have this bag in black?", "image": "data/images/P0096.png",
+        {"id": "c", "turns": [{"message": "Do you have this leather work tote in black?",
+                               "image": "data/images/P0096.png",
                                "relevant": ["P0097"], "expect_no_match": False}]},
     ]))
     assert main(["eval", "agent", "--conversations", str(conversations), "--db", str(sample_catalog_settings.db_dir),

@@ -1,0 +1,219 @@
+"""What one agent turn costs around the model, on a real 12k-row catalog, and where the no-match threshold sits.
+
+Overhead: two-turn conversations built from the Myntra known-item queries of ``queries/dev.jsonl`` (every third
+first turn carries a real customer photo from the CC0 clothing dataset; the second turn is a follow-up, "Do you have
+it in another colour?") run through :class:`mmsupport.agent.Agent` on the Myntra catalog (12,491 rows; ingested on
+first run). Per turn, overhead = total time minus model time (describe + generate): checks, image loading, query
+building, query embedding (also reported on its own), hybrid search, the no-match check, prompt building, citation
+checks. Measured twice: with a scripted model (model time ~0, so the turn is pure overhead) and with the tiny random
+VLM of ``tests/tiny_models.py`` through the real transformers path (its model time is tiny and says nothing about a
+real model; the SmolVLM-256M architecture figures from ``bench/results/vlm.json`` are copied beside it if present).
+
+Calibration: the best cosine similarity between a query and its catalog (what :data:`NO_MATCH_COSINE` is compared
+with) for the dev queries (all should match) and off-topic shop questions (none should), plus the same for every turn
+of ``data/conversations.jsonl`` on the sample catalog (retrieval-only agent). Writes bench/results/agent.json and
+agent.png. The CPU is shared: timings are noisy.
+
+    python bench/agent.py [--evaldata ../shared/evaldata] [--db /tmp/mmsupport-agent-bench] [--turns 60]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO / "tests"))  # the scripted and tiny test models
+
+from fakes import ScriptedVLM  # noqa: E402
+
+from mmsupport.agent import NO_MATCH_COSINE, Agent  # noqa: E402
+from mmsupport.catalog import Catalog, ensure_sample_catalog  # noqa: E402
+from mmsupport.cli.eval_agent import evaluate_agent, load_conversations  # noqa: E402
+from mmsupport.config import SAMPLE_DATA_DIR, load_settings  # noqa: E402
+
+RESULTS = REPO / "bench" / "results"
+#: Questions a clothing shop cannot answer with a product.
+OFF_TOPIC = [
+    "Do you sell lawn mowers?", "Do you sell dog food?", "car tyres for a hatchback", "Do you sell washing machines?",
+    "prescription glasses", "a gaming laptop with 32 GB RAM", "fresh salmon fillets", "How do I file my taxes?",
+    "cordless drill with two batteries", "a king size mattress", "baby formula", "garden hose 30 m",
+    "an electric scooter for commuting", "Do you repair iPhones?", "printer ink cartridges", "a kitchen blender",
+    "vitamin D supplements", "aquarium filter for 100 litres", "What time does the train to Leeds leave?",
+    "paint for a bathroom ceiling",
+]
+
+
+def percentile(values: list[float], q: float) -> float:
+    values = sorted(values)
+    return values[min(len(values) - 1, int(round(q * (len(values) - 1))))]
+
+
+def myntra_catalog(db: str, evaldata: Path) -> Catalog:
+    catalog = Catalog.open(load_settings(db_dir=db, table="myntra"), create=True)
+    if len(catalog) == 0:
+        catalog.ingest_csv(evaldata / "myntra-fashion-products-catalog/myntra_products_catalog.csv",
+                           id_col="Product_ID", title_col="Product_Name", text_cols=["Description"])
+    return catalog
+
+
+def dev_queries(evaldata: Path) -> list[str]:
+    return [json.loads(line)["query"] for line in (evaldata / "queries/dev.jsonl").read_text().splitlines()
+            if json.loads(line)["catalog"] == "myntra"]
+
+
+def conversations(evaldata: Path, turns: int) -> list[list[tuple[str, list]]]:
+    queries = dev_queries(evaldata)
+    photos = sorted((evaldata / "clothing-dataset-user-photos/images").glob("*.jpg"))
+    return [[(query, [photos[i % len(photos)]] if i % 3 == 0 and photos else []),
+             ("Do you have it in another colour?", [])] for i, query in enumerate(queries[: turns // 2])]
+
+
+class EmbeddingClock:
+    """Adds up the time the catalog's text embedder spends encoding queries (part of the overhead)."""
+
+    def __init__(self, embedder):
+        self.seconds = 0.0
+        encode = embedder.model.encode
+
+        def timed(*args, **kwargs):
+            started = time.perf_counter()
+            try:
+                return encode(*args, **kwargs)
+            finally:
+                self.seconds += time.perf_counter() - started
+
+        embedder.model.encode = timed
+
+
+def time_turns(agent: Agent, convs, clock: EmbeddingClock) -> list[dict]:
+    rows = []
+    for conv in convs:
+        history = []
+        for message, images in conv:
+            clock.seconds = 0.0
+            result = agent.run_turn(message, images, history)
+            history = result.history
+            t = result.timings
+            rows.append({"overhead_ms": 1000 * t["overhead"], "model_ms": 1000 * (t["describe"] + t["generate"]),
+                         "search_ms": 1000 * t["search"], "query_embedding_ms": 1000 * clock.seconds,
+                         "overhead_without_embedding_ms": 1000 * (t["overhead"] - clock.seconds),
+                         "images": len(images)})
+    return rows
+
+
+def summary(rows: list[dict]) -> dict:
+    out = {"turns": len(rows)}
+    for key in ("overhead_ms", "overhead_without_embedding_ms", "query_embedding_ms", "search_ms", "model_ms"):
+        values = [row[key] for row in rows]
+        out[key] = {"p50": round(statistics.median(values), 2), "p90": round(percentile(values, 0.9), 2),
+                    "max": round(max(values), 2)}
+    return out
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--evaldata", type=Path, default=REPO.parent / "shared" / "evaldata")
+    parser.add_argument("--db", default="/tmp/mmsupport-agent-bench")
+    parser.add_argument("--turns", type=int, default=60)
+    args = parser.parse_args()
+
+    catalog = myntra_catalog(args.db, args.evaldata)
+    settings = catalog.settings
+    convs = conversations(args.evaldata, args.turns)
+    scripted = ScriptedVLM(default="The closest match is [1].", description="a person wearing a blue cotton shirt")
+    agent = Agent(scripted, catalog, settings)
+    clock = EmbeddingClock(catalog.embedder)
+    time_turns(agent, convs[:2], clock)  # warm up: embedder, tables, caches
+    scripted_rows = time_turns(agent, convs, clock)
+
+    from tiny_models import build_tiny_vlm
+
+    from mmsupport.vlm import TransformersVLM
+
+    with tempfile.TemporaryDirectory() as folder:
+        tiny = TransformersVLM(str(build_tiny_vlm(Path(folder), "idefics3")), max_new_tokens=32)
+        tiny_rows = time_turns(Agent(tiny, catalog, settings), convs[: max(2, len(convs) // 3)], clock)
+
+    def best_cosine(query: str) -> float:
+        return catalog.search(query, mode="vector", k=1)[0].score
+
+    on_topic = [best_cosine(query) for query in dev_queries(args.evaldata)]
+    off_topic = {query: best_cosine(query) for query in OFF_TOPIC}
+    with tempfile.TemporaryDirectory() as folder:
+        sample_settings = load_settings(db_dir=folder)
+        report = evaluate_agent(Agent(None, ensure_sample_catalog(sample_settings), sample_settings),
+                                load_conversations(SAMPLE_DATA_DIR / "conversations.jsonl"), progress=False)
+        sample = Catalog.open(sample_settings)
+        sample_cosines = [(sample.search(r["query"], mode="vector", k=1)[0].score, r["expect_no_match"])
+                          for r in report["records"]]
+
+    result = {
+        "catalog_rows": len(catalog), "search_mode": settings.search_mode, "top_k": settings.top_k,
+        "scripted_model": summary(scripted_rows),
+        "tiny_random_vlm": summary(tiny_rows),
+        "bar_overhead_p50_ms": 50, "meets_bar": statistics.median(r["overhead_ms"] for r in scripted_rows) <= 50,
+        "load_average_1m_at_end": round(os.getloadavg()[0], 1),
+        "no_match_threshold": NO_MATCH_COSINE,
+        "calibration": {
+            "dev_queries_myntra": {"n": len(on_topic), "min": round(min(on_topic), 3),
+                                   "p05": round(percentile(on_topic, 0.05), 3),
+                                   "below_threshold": sum(c < NO_MATCH_COSINE for c in on_topic)},
+            "off_topic_myntra": {"n": len(off_topic), "max": round(max(off_topic.values()), 3),
+                                 "above_threshold": {q: round(c, 3) for q, c in off_topic.items()
+                                                     if c >= NO_MATCH_COSINE}},
+            "sample_conversations": {
+                "matching_min": round(min(c for c, no in sample_cosines if not no), 3),
+                "no_match_max": round(max(c for c, no in sample_cosines if no), 3),
+                "no_match_accuracy": report["no_match_accuracy"], "hit_rate": report["hit_rate"]},
+        },
+        "timed_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        "note": "shared 2-core CPU, noisy; overhead excludes describe + generate",
+    }
+    vlm_json = RESULTS / "vlm.json"
+    if vlm_json.is_file():
+        vlm = json.loads(vlm_json.read_text())
+        default = next((s for s in vlm["settings"] if s["setting"] == vlm.get("default_cpu_setting")), None)
+        result["smolvlm_256m_reference"] = {"from": "bench/results/vlm.json", **(default or {})}
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    (RESULTS / "agent.json").write_text(json.dumps(result, indent=2) + "\n")
+    plot(scripted_rows, tiny_rows, on_topic, list(off_topic.values()), sample_cosines)
+    print(json.dumps(result, indent=2))
+
+
+def plot(scripted_rows, tiny_rows, on_topic, off_topic, sample_cosines) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, (left, right) = plt.subplots(1, 2, figsize=(11, 4))
+    left.boxplot([[r["overhead_ms"] for r in scripted_rows], [r["overhead_without_embedding_ms"] for r in scripted_rows],
+                  [r["overhead_ms"] for r in tiny_rows], [r["model_ms"] for r in tiny_rows]], showfliers=False)
+    left.set_xticks([1, 2, 3, 4], ["overhead\n(scripted)", "overhead minus\nquery embedding", "overhead\n(tiny VLM)",
+                                   "model time\n(tiny VLM)"])
+    left.axhline(50, color="red", linestyle="--", label="50 ms bar")
+    left.set_ylabel("ms per turn")
+    left.set_title("Agent turn on a 12k-row catalog")
+    left.legend()
+    bins = [i / 40 for i in range(41)]
+    right.hist(on_topic, bins=bins, alpha=0.6, label="dev queries (Myntra)")
+    right.hist(off_topic, bins=bins, alpha=0.6, label="off-topic (Myntra)")
+    right.hist([c for c, no in sample_cosines if not no], bins=bins, alpha=0.6, label="sample turns, matching")
+    right.hist([c for c, no in sample_cosines if no], bins=bins, alpha=0.6, label="sample turns, no match")
+    right.axvline(NO_MATCH_COSINE, color="red", linestyle="--", label="threshold")
+    right.set_xlabel("best cosine similarity of the query to the catalog")
+    right.set_title("No-match calibration")
+    right.legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(RESULTS / "agent.png", dpi=120)
+
+
+if __name__ == "__main__":
+    main()
