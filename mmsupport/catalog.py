@@ -370,7 +370,7 @@ class Catalog:
             report = self._upsert(records, rejected, progress=progress)
             if self._table is not None:
                 self._index()
-            self.cleanup()
+            self._cleanup()
         report.version = self.version
         return report
 
@@ -425,11 +425,12 @@ class Catalog:
             create_ann_index(self._table)
 
     def cleanup(self) -> None:
-        """Fold new rows into the indexes, then remove what interrupted writes left on disk and versions older than
-        :data:`KEEP_VERSIONS`.
+        """Maintenance: fold new rows into the indexes, remove what interrupted writes left on disk and drop versions
+        older than :data:`KEEP_VERSIONS`. Every ingest does this too."""
+        with self._write_lock():
+            self._cleanup()
 
-        Takes no lock itself: call it while holding the write lock (:meth:`ingest_csv` does).
-        """
+    def _cleanup(self) -> None:
         if self._table is None:
             return
         root = Path(self.settings.db_dir) / f"{self.name}.lance"
