@@ -71,9 +71,6 @@ class _LRU:
             while len(self._items) > self.size:
                 self._items.popitem(last=False)
 
-    def __len__(self) -> int:
-        return len(self._items)
-
 
 _DESCRIPTIONS = _LRU(DESCRIBE_CACHE_SIZE)
 
