@@ -1,0 +1,181 @@
+"""Search latency per mode at 10k and 100k rows, ANN recall@10 against exact search at 100k, and ingest throughput
+against raw ``SentenceTransformer.encode`` on the same texts. Writes bench/results/retrieval.json and .png.
+
+Rows are real: texts and MiniLM vectors come from the tables bench/eval_devset.py builds from ../shared/evaldata
+(run it first). Past its ~26k rows, extra rows mix two real rows (text joined, vectors averaged and re-normalised).
+Queries are the dev-set queries. Timings include embedding the query. The CPU is shared, so figures are noisy.
+
+    python bench/retrieval.py [--source-db /tmp/mmsupport-evaldb] [--sizes 10000,100000] [--ingest-rows 2000]
+"""
+
+import argparse
+import csv
+import json
+import platform
+import statistics
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+import torch
+
+from mmsupport.catalog import Catalog, _schema
+from mmsupport.config import REPO_DIR, load_settings
+from mmsupport.errors import CatalogError
+from mmsupport.retrieval import create_ann_index
+
+RESULTS = REPO_DIR / "bench" / "results"
+
+
+def real_rows(source_db: str) -> tuple[list[str], np.ndarray]:
+    texts, vectors = [], []
+    for name in ("myntra", "styles"):
+        try:
+            table = Catalog.open(load_settings(db_dir=source_db, table=name)).table
+        except CatalogError:
+            continue
+        data = table.search().select(["text", "vector"]).limit(None).to_arrow()
+        texts += data.column("text").to_pylist()
+        vectors.append(np.stack(data.column("vector").to_numpy(zero_copy_only=False)))
+    return texts, np.concatenate(vectors).astype(np.float32)
+
+
+def scaled_table(db, name: str, n: int, texts: list[str], vectors: np.ndarray, rng):
+    """A catalog table of ``n`` rows built straight from real (and mixed real) texts and vectors."""
+    base = min(n, len(texts))
+    a, b = rng.integers(0, len(texts), size=(2, n - base))
+    mixed = vectors[a] + vectors[b]
+    all_vectors = np.concatenate([vectors[:base], mixed / np.linalg.norm(mixed, axis=1, keepdims=True)])
+    all_texts = texts[:base] + [f"{texts[i]} {texts[j]}" for i, j in zip(a, b)]
+    schema = _schema([], vectors.shape[1])
+    columns = {name: [None] * n for name in schema.names}
+    columns.update(id=[f"r{i}" for i in range(n)], kind=["product"] * n, title=[t[:60] for t in all_texts],
+                   text=all_texts, row_hash=[""] * n)
+    columns["vector"] = pa.FixedSizeListArray.from_arrays(pa.array(all_vectors.reshape(-1)), vectors.shape[1])
+    table = db.create_table(name, pa.table(columns, schema=schema), mode="overwrite")
+    from lancedb.index import FTS
+
+    table.create_index("text", config=FTS())
+    return table
+
+
+def latencies(catalog: Catalog, queries: list[str], mode: str) -> dict:
+    catalog.embedder._query_cache.cache_clear()
+    catalog.search(queries[0], mode=mode, k=10)  # warm-up
+    times = []
+    for query in queries:
+        start = time.perf_counter()
+        catalog.search(query, mode=mode, k=10)
+        times.append((time.perf_counter() - start) * 1000)
+    return {"p50_ms": round(statistics.median(times), 2), "p99_ms": round(float(np.percentile(times, 99)), 2),
+            "n": len(times)}
+
+
+def embedding_latency(embedder, queries: list[str]) -> dict:
+    """What embedding the query alone costs: the part of vector/hybrid latency that is not the catalog's."""
+    times = []
+    for query in queries:
+        start = time.perf_counter()
+        embedder._encode_one(query)
+        times.append((time.perf_counter() - start) * 1000)
+    return {"p50_ms": round(statistics.median(times), 2), "p99_ms": round(float(np.percentile(times, 99)), 2),
+            "n": len(times)}
+
+
+def ann_recall(table, embedder, queries: list[str]) -> float:
+    from mmsupport.retrieval import _vector
+
+    hits = 0
+    for query in queries:
+        vector = embedder.embed_query(query)
+        exact = table.search(vector).distance_type("cosine").bypass_vector_index().select(["id"]).limit(10)
+        truth = {row["id"] for row in exact.to_list()}
+        hits += len(truth & {row["id"] for row in _vector(table, vector, 10, None, ["id"])})
+    return hits / (10 * len(queries))
+
+
+def ingest_throughput(texts: list[str], embedding_model: str, workdir: Path) -> dict:
+    from sentence_transformers import SentenceTransformer
+
+    path = workdir / "ingest.csv"
+    with open(path, "w", newline="", encoding="utf-8") as f:
+        writer = csv.writer(f)
+        writer.writerow(["id", "description"])
+        writer.writerows([f"t{i}", text] for i, text in enumerate(texts))
+    model = SentenceTransformer(embedding_model, device="cpu")
+    model.encode(texts[:64], batch_size=64, normalize_embeddings=True)  # warm-up
+    start = time.perf_counter()
+    model.encode(texts, batch_size=64, normalize_embeddings=True)
+    raw = len(texts) / (time.perf_counter() - start)
+    catalog = Catalog.open(load_settings(db_dir=workdir / "db", table="ingest"), create=True)
+    catalog.embedder.embed(texts[:64])  # same warm-up
+    start = time.perf_counter()
+    catalog.ingest_csv(path, progress=False)
+    ingest = len(texts) / (time.perf_counter() - start)
+    return {"rows": len(texts), "raw_encode_rows_per_s": round(raw, 1), "ingest_rows_per_s": round(ingest, 1),
+            "ratio": round(ingest / raw, 3)}
+
+
+def plot(results: dict, path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(7, 4))
+    sizes = list(results["latency"])
+    modes = [mode for mode in results["latency"][sizes[0]] if mode != "query_embedding_only"]
+    width = 0.8 / len(modes)
+    for i, mode in enumerate(modes):
+        xs = [x + i * width for x in range(len(sizes))]
+        ax.bar(xs, [results["latency"][s][mode]["p50_ms"] for s in sizes], width, label=f"{mode} p50")
+        ax.scatter(xs, [results["latency"][s][mode]["p99_ms"] for s in sizes], marker="_", s=200, color="black")
+    ax.set_xticks([x + width for x in range(len(sizes))], [f"{int(s):,} rows" for s in sizes])
+    ax.set_ylabel("ms per query (bar p50, dash p99)")
+    ax.set_title("search latency, shared 2-core CPU, query embedding included")
+    ax.legend()
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--source-db", default="/tmp/mmsupport-evaldb", help="where bench/eval_devset.py ingested")
+    parser.add_argument("--queries", type=Path, default=REPO_DIR.parent / "shared/evaldata/queries/dev.jsonl")
+    parser.add_argument("--sizes", default="10000,100000")
+    parser.add_argument("--n-queries", type=int, default=200)
+    parser.add_argument("--ingest-rows", type=int, default=2000)
+    parser.add_argument("--threads", type=int, default=1,
+                        help="torch threads (default 1: on a shared, oversubscribed CPU more threads only spin)")
+    args = parser.parse_args()
+    torch.set_num_threads(args.threads)
+    import lancedb
+
+    rng = np.random.default_rng(0)
+    texts, vectors = real_rows(args.source_db)
+    queries = [json.loads(line)["query"] for line in args.queries.read_text().splitlines()][:args.n_queries]
+    results = {"machine": f"{platform.machine()}, shared CPU (noisy)", "latency": {}, "ann": {}}
+    with tempfile.TemporaryDirectory() as tmp:
+        tmp = Path(tmp)
+        db = lancedb.connect(str(tmp / "db"))
+        for n in map(int, args.sizes.split(",")):
+            table = scaled_table(db, f"rows{n}", n, texts, vectors, rng)
+            if n >= 100_000:
+                create_ann_index(table)
+            catalog = Catalog.open(load_settings(db_dir=tmp / "db", table=f"rows{n}"))
+            results["latency"][n] = {mode: latencies(catalog, queries, mode) for mode in ("vector", "fts", "hybrid")}
+            results["latency"][n]["query_embedding_only"] = embedding_latency(catalog.embedder, queries)
+            if n >= 100_000:
+                results["ann"][n] = {"recall@10_vs_exact": round(ann_recall(table, catalog.embedder, queries), 4)}
+            print(n, json.dumps(results["latency"][n]), json.dumps(results["ann"].get(n, {})), flush=True)
+        results["ingest"] = ingest_throughput(texts[-args.ingest_rows:], load_settings().embedding_model, tmp)
+        print(json.dumps(results["ingest"]))
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    (RESULTS / "retrieval.json").write_text(json.dumps(results, indent=1))
+    plot(results, RESULTS / "retrieval.png")
+
+
+if __name__ == "__main__":
+    main()
