@@ -7,7 +7,7 @@ A turn runs in this order:
 2. **Describe** each photo with the VLM (cached per image by :meth:`VLM.describe`).
 3. **Build the search query** from the text and the descriptions. A follow-up without a new photo ("do you have it in
    blue?", "how do I reset it?") also gets the conversation's focus: the latest earlier photo's description and the
-   item the assistant last cited, so it resolves against the item being discussed.
+   item the assistant last cited (or last found), so it resolves against the item being discussed.
 4. **Retrieve** with ``settings.search_mode``, ``settings.category`` and ``settings.top_k`` (step 1,
    ``search_catalog``). When the best cosine similarity between any catalog item and the query (or the customer's
    own words, so a poor photo description cannot hide a match) is below :data:`NO_MATCH_COSINE`, the turn ends with an honest "nothing matched" and a human handoff; no model call, so no
@@ -105,7 +105,8 @@ class TurnResult:
     ``items`` are all items retrieved in the turn (best first, with scores; empty when ``no_match``), ``citations``
     the ids the answer cites (all among ``items``), ``flagged`` what verification removed, ``timings`` seconds per
     phase (``describe``, ``search``, ``generate``, ``total`` and ``overhead`` = total minus model time), ``history``
-    the conversation including this turn, ready to pass to the next one.
+    the conversation including this turn, ready to pass to the next one (its assistant message also carries
+    ``item_ids``: the cited items, or the retrieved ones when the answer cites none, so follow-ups find the item).
     """
 
     answer: str
@@ -271,7 +272,8 @@ class _Turn:
         yield TurnResult(
             answer=answer, citations=citations, items=[] if no_match else list(self.retrieved.values()),
             steps=self.steps, no_match=no_match, flagged=self.flagged, timings=self.timings, query=query,
-            notices=self.notices, history=[*self.history, user, {"role": "assistant", "content": answer}])
+            notices=self.notices, history=[*self.history, user, {"role": "assistant", "content": answer,
+                                                                 "item_ids": [] if no_match else citations or list(self.retrieved)}])
 
     def _check(self, message: str, images: list) -> str:
         text = MARKUP.sub(" ", message).strip()
@@ -312,7 +314,9 @@ class _Turn:
                 focus.append(description)
                 context.append(prompts["photo"].format(description=description))
         for message in reversed(self.history):
-            ids = CITATION.findall(_text_of(message)) if message.get("role") == "assistant" else []
+            if message.get("role") != "assistant":
+                continue
+            ids = CITATION.findall(_text_of(message)) or message.get("item_ids", [])
             started = time.perf_counter()
             found = [item for item in map(self.catalog.get, dict.fromkeys(ids)) if item is not None]
             self.timings["search"] += time.perf_counter() - started

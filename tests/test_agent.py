@@ -78,6 +78,13 @@ def test_follow_up_resolves_against_the_item_discussed(catalog, settings):
     assert second.citations == ["P0029"]
 
 
+def test_follow_up_finds_the_item_even_when_the_answer_cited_nothing(catalog, settings):
+    agent = Agent(ScriptedVLM(["We have a nice one!", "Yes."]), catalog, settings)
+    first = agent.run_turn("Looking for a navy zip hoodie")
+    second = agent.run_turn("In red?", history=first.history)
+    assert first.citations == [] and "Zip-Up Hoodie" in second.query and second.items[0].id == "P0029"
+
+
 def test_photo_is_described_once_and_stays_available_to_later_turns(catalog, settings):
     vlm = ScriptedVLM(["Those look like the [P0054].", "Here: [1]."],
                       description="a blue Stride running shoe with a white sole")
