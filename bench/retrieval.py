@@ -50,7 +50,7 @@ def scaled_table(db, name: str, n: int, texts: list[str], vectors: np.ndarray, r
     all_vectors = np.concatenate([vectors[:base], mixed / np.linalg.norm(mixed, axis=1, keepdims=True)])
     all_texts = texts[:base] + [f"{texts[i]} {texts[j]}" for i, j in zip(a, b)]
     schema = _schema([], vectors.shape[1])
-    columns = {name: [None] * n for name in schema.names}
+    columns = {column: [None] * n for column in schema.names}
     columns.update(id=[f"r{i}" for i in range(n)], kind=["product"] * n, title=[t[:60] for t in all_texts],
                    text=all_texts, row_hash=[""] * n)
     columns["vector"] = pa.FixedSizeListArray.from_arrays(pa.array(all_vectors.reshape(-1)), vectors.shape[1])
