@@ -61,7 +61,7 @@ class Settings:
     adapter: str | None = None
     device: str = "auto"
     dtype: str = "auto"
-    # auto: none (fp32 on CPU measured fastest, see README "Models"); int8-dynamic: CPU only; 4bit/8bit: bitsandbytes
+    # auto: none on CUDA, int8-dynamic on CPU (fastest there, see README "Models"); 4bit/8bit: bitsandbytes
     quantization: Literal["auto", "none", "4bit", "8bit", "int8-dynamic"] = "auto"
     max_new_tokens: int = 256
     image_max_side: int = 512

@@ -164,7 +164,7 @@ def test_auto_placement_on_cpu_and_bad_dtype():
     from mmsupport.errors import InvalidInput
     from mmsupport.vlm import resolve_placement
 
-    assert resolve_placement("cpu", "auto", "auto") == ("cpu", torch.float32, "none")
+    assert resolve_placement("cpu", "auto", "auto") == ("cpu", torch.float32, "int8-dynamic")
     assert resolve_placement("cpu", "bfloat16", "int8-dynamic") == ("cpu", torch.float32, "int8-dynamic")
     assert resolve_placement("cpu", "bfloat16", "none") == ("cpu", torch.bfloat16, "none")
     with pytest.raises(InvalidInput, match="MMSUPPORT_DTYPE"):
