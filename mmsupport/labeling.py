@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import difflib
 import hashlib
-import inspect
 import json
 import os
 import re
@@ -288,11 +287,8 @@ class LabelRun:
 
 def _generate(vlm, conversations: list[list[dict]], max_new_tokens: int) -> list[str | Exception]:
     """One reply (or the exception it raised) per conversation; one batched call, per-item calls if it fails."""
-    kwargs = {"max_new_tokens": max_new_tokens}
-    if "batch_size" in inspect.signature(vlm.generate_batch).parameters:
-        kwargs["batch_size"] = len(conversations)  # our batch is the model's batch
-    try:
-        return list(vlm.generate_batch(conversations, **kwargs))
+    try:  # our batch is the model's batch
+        return list(vlm.generate_batch(conversations, max_new_tokens=max_new_tokens, batch_size=len(conversations)))
     except ModelUnavailable:
         raise
     except Exception:  # noqa: BLE001 - find out which conversation fails, keep the others

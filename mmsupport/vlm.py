@@ -96,8 +96,11 @@ class VLM(ABC):
         """The whole reply to ``messages``."""
         return "".join(self.stream(messages, **kwargs))
 
-    def generate_batch(self, conversations: list[list[Message]], **kwargs) -> list[str]:
-        """One reply per conversation, in order. Backends that can batch override this."""
+    def generate_batch(self, conversations: list[list[Message]], *, batch_size: int = 8, **kwargs) -> list[str]:
+        """One reply per conversation, in order, ``batch_size`` per forward pass where the backend batches.
+
+        This default answers them one at a time; backends that can batch override it.
+        """
         return [self.generate(messages, **kwargs) for messages in conversations]
 
     def describe(self, image, prompt: str | None = None, **kwargs) -> str:
