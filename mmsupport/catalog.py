@@ -44,7 +44,8 @@ KEEP_VERSIONS = timedelta(days=7)
 
 @dataclass
 class Item:
-    """One catalog row as search returns it; ``score`` is higher for better matches (0 outside a search)."""
+    """One catalog row as search returns it; ``score`` is higher for better matches (0 outside a search) and
+    ``similarity`` is the cosine similarity to the query (``None`` outside a search and in full-text search)."""
 
     id: str
     kind: str
@@ -56,14 +57,15 @@ class Item:
     image: str | None = None
     attributes: dict[str, str] = field(default_factory=dict)
     score: float = 0.0
+    similarity: float | None = None
 
     @classmethod
-    def from_row(cls, row: dict, score: float = 0.0) -> Item:
+    def from_row(cls, row: dict, score: float = 0.0, similarity: float | None = None) -> Item:
         core = {name: row.get(name) for name in CORE_COLUMNS}
         attributes = {key: value for key, value in row.items()
                       if key not in CORE_COLUMNS and key not in INTERNAL_COLUMNS and not key.startswith("_")
                       and value is not None}
-        return cls(**core, attributes=attributes, score=float(score))
+        return cls(**core, attributes=attributes, score=float(score), similarity=similarity)
 
 
 @dataclass
@@ -264,6 +266,7 @@ class Catalog:
         self.name = settings.table
         self._table = table
         self._embedder = None
+        self._view: tuple | None = None  # (columns, ExactIndex or None) of the table as last written
 
     @classmethod
     def open(cls, settings: Settings, *, create: bool = False) -> Catalog:
@@ -309,7 +312,8 @@ class Catalog:
         if self._embedder is None:
             from mmsupport.embeddings import load_embedder
 
-            self._embedder = load_embedder(self.settings.embedding_model)
+            self._embedder = load_embedder(self.settings.embedding_model, runtime=self.settings.embedding_runtime,
+                                           cache_dir=self.settings.cache_dir)
         return self._embedder
 
     def search(self, query: str, *, mode: str = "hybrid", k: int = 5, where: str | None = None) -> list[Item]:
@@ -317,7 +321,13 @@ class Catalog:
         ``where`` is an SQL prefilter over the columns, e.g. ``"kind = 'product' AND price < 50"``."""
         from mmsupport.retrieval import search
 
-        return [Item.from_row(row, score) for row, score in search(self, query, mode=mode, k=k, where=where)]
+        return [Item.from_row(row, score, cosine) for row, score, cosine in search(self, query, mode=mode, k=k,
+                                                                                      where=where)]
+
+    def exact_index(self):
+        """The table's vectors in memory (:class:`~mmsupport.retrieval.ExactIndex`) for exact search, or ``None`` when
+        the table has an ANN index (large tables). Loaded on first use and after each write."""
+        return self._current_view()[1]
 
     def get(self, item_id: str) -> Item | None:
         """The item with this id, or ``None``."""
@@ -328,7 +338,19 @@ class Catalog:
 
     def columns(self) -> list[str]:
         """Every column except the vector, i.e. what makes an :class:`Item`."""
-        return [name for name in self.table.schema.names if name != "vector"]
+        return self._current_view()[0]
+
+    def _current_view(self) -> tuple:
+        """What searches need to know of the table, read once after each write (every lookup is a LanceDB round
+        trip). The table object only changes through this catalog's writes, which reset it."""
+        if self._view is None:
+            from mmsupport.retrieval import ExactIndex
+
+            table = self.table
+            indexed = any(tuple(index.columns) == ("vector",) for index in table.list_indices())
+            self._view = ([name for name in table.schema.names if name != "vector"],
+                          None if indexed else ExactIndex(table))
+        return self._view
 
     def attribute_columns(self) -> list[str]:
         """The extra columns kept from ingested CSVs, usable in ``where`` filters."""
@@ -447,6 +469,7 @@ class Catalog:
             try:
                 yield
             finally:
+                self._view = None
                 fcntl.flock(lock, fcntl.LOCK_UN)
 
 

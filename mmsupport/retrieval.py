@@ -6,9 +6,15 @@ from the stored vector, min-max scaled over the candidates), and rows holding th
 :data:`PHRASE_BONUS` on top. So a copied product phrase lands first, a flat BM25 list (many items sharing the query
 words) is ordered by meaning, and paraphrases with no shared words still come in from the vector side. The two
 weights were tuned on ``queries/dev.jsonl`` (README, "Catalog and search").
+
+Speed: the full-text side runs in a worker thread while the query is embedded; tables without an ANN index are
+searched exactly in memory (:class:`ExactIndex`); candidates carry only ids and scores, and the full rows of the
+final ``k`` are read once at the end.
 """
 
 from __future__ import annotations
+
+from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 from lancedb.query import PhraseQuery
@@ -26,9 +32,38 @@ PHRASE_BONUS = 1.0
 NPROBES = 20
 REFINE_FACTOR = 5
 
+_full_text_worker = ThreadPoolExecutor(max_workers=4, thread_name_prefix="mmsupport-fts")
+
+
+class ExactIndex:
+    """Every vector of one table version in memory, for exact cosine search: a matrix-vector product takes about a
+    millisecond at 10k rows, where LanceDB's scan of the same vectors on disk takes over ten. Vectors are unit
+    length (the catalog normalises them), so cosine is a dot product."""
+
+    def __init__(self, table):
+        data = table.search().select(["id", "vector"]).with_row_id(True).limit(None).to_arrow()
+        self.ids: list[str] = data.column("id").to_pylist()
+        self.row_ids: list[int] = data.column("_rowid").to_pylist()
+        self.position = {item_id: i for i, item_id in enumerate(self.ids)}
+        vectors = data.column("vector").combine_chunks()
+        self.matrix = vectors.flatten().to_numpy().reshape(len(self.ids), vectors.type.list_size)
+
+    def nearest(self, query_vector: np.ndarray, k: int) -> list[dict]:
+        """The ``k`` closest rows, best first, as ``{"id", "_rowid", "_cosine"}``."""
+        scores = self.matrix @ query_vector
+        k = min(k, len(scores))
+        best = np.argpartition(-scores, k - 1)[:k]
+        return [{"id": self.ids[i], "_rowid": self.row_ids[i], "_cosine": float(scores[i])}
+                for i in best[np.argsort(-scores[best])]]
+
+    def cosine(self, query_vector: np.ndarray, ids: list[str]) -> list[float]:
+        """Cosine similarity of the query to each of ``ids``."""
+        return (self.matrix[[self.position[i] for i in ids]] @ query_vector).tolist()
+
 
 def search(catalog, query: str, *, mode: str = "hybrid", k: int = 5, where: str | None = None):
-    """``(row, score)`` pairs, best first, for :meth:`Catalog.search <mmsupport.catalog.Catalog.search>`."""
+    """``(row, score, cosine)`` triples, best first, for :meth:`Catalog.search
+    <mmsupport.catalog.Catalog.search>`; ``cosine`` is the row's similarity to the query (``None`` in ``fts``)."""
     if mode not in MODES:
         raise InvalidInput(f"Unknown search mode {mode!r}.", hint=f"Use one of: {', '.join(MODES)}.")
     if not query or not query.strip():
@@ -38,14 +73,26 @@ def search(catalog, query: str, *, mode: str = "hybrid", k: int = 5, where: str 
     table, columns = catalog.table, catalog.columns()
     try:
         if mode == "fts":
-            return [(row, row.pop("_score")) for row in _fts(table, query, k, where, columns)]
-        query_vector = catalog.embedder.embed_query(query)
+            return [(row, row["_score"], None) for row in _fts(table, query, k, where, columns)]
+        exact = None if where else catalog.exact_index()
         if mode == "vector":
-            return [(row, 1.0 - row.pop("_distance")) for row in _vector(table, query_vector, k, where, columns)]
+            rows = _nearest(table, exact, catalog.embedder.embed_query(query), k, where, columns)
+            return [(row, row["_cosine"], row["_cosine"]) for row in _complete(table, rows, columns)]
         n = max(k, CANDIDATES)
-        phrase = _phrase(table, query, n, where, columns + ["vector"])
-        return fuse(_fts(table, query, n, where, columns + ["vector"]),
-                    _vector(table, query_vector, n, where, columns), query_vector, phrase)[:k]
+        full_text = _full_text_worker.submit(_full_text, table, query, n, where, exact is None)
+        query_vector = catalog.embedder.embed_query(query)
+        candidates = {row["id"]: row for row in _nearest(table, exact, query_vector, n, where, ["id"])}
+        lexical, phrase_ids = full_text.result()
+        new = [item_id for item_id in lexical if item_id not in candidates]
+        if exact is not None:
+            cosines = exact.cosine(query_vector, new)
+        else:
+            cosines = [float(np.dot(query_vector, lexical[item_id]["vector"])) for item_id in new]
+        candidates.update((item_id, {**lexical[item_id], "_cosine": c}) for item_id, c in zip(new, cosines))
+        bm25 = {item_id: row["_score"] for item_id, row in lexical.items()}
+        ranked = fuse(bm25, {item_id: row["_cosine"] for item_id, row in candidates.items()}, phrase_ids)[:k]
+        rows = _complete(table, [candidates[item_id] for item_id, _ in ranked], columns)
+        return [(row, score, row["_cosine"]) for row, (_, score) in zip(rows, ranked)]
     except (ValueError, RuntimeError) as error:
         if where and ("where" in str(error).lower() or "field" in str(error).lower() or "sql" in str(error).lower()):
             raise InvalidInput(
@@ -56,32 +103,17 @@ def search(catalog, query: str, *, mode: str = "hybrid", k: int = 5, where: str 
         raise
 
 
-def fuse(fts_rows: list[dict], vector_rows: list[dict], query_vector: np.ndarray,
-         phrase_rows: list[dict] = ()) -> list[tuple[dict, float]]:
-    """Hybrid ranking of the union of both candidate lists: ``FTS_WEIGHT * bm25 / best_bm25 + (1 - FTS_WEIGHT) *
-    cosine``, with the cosine similarity min-max scaled over the candidates, plus :data:`PHRASE_BONUS` for rows that
-    contain the whole query as a phrase."""
-    rows: dict[str, dict] = {}
-    bm25: dict[str, float] = {}
-    cosine: dict[str, float] = {}
-    for row in vector_rows:
-        rows[row["id"]] = row
-        cosine[row["id"]] = 1.0 - row.pop("_distance")
-    for source in (fts_rows, phrase_rows):
-        for row in source:
-            vector, score = row.pop("vector"), row.pop("_score")
-            if source is fts_rows:
-                bm25[row["id"]] = score
-            rows.setdefault(row["id"], row)
-            cosine.setdefault(row["id"], float(np.dot(query_vector, np.asarray(vector, dtype=np.float32))))
-    phrase_ids = {row["id"] for row in phrase_rows}
-    if not rows:
+def fuse(bm25: dict[str, float], cosine: dict[str, float], phrase_ids=frozenset()) -> list[tuple[str, float]]:
+    """Hybrid ranking of all candidates (the keys of ``cosine``, their similarity to the query):
+    ``FTS_WEIGHT * bm25 / best_bm25 + (1 - FTS_WEIGHT) * cosine``, with the cosine min-max scaled over the
+    candidates, plus :data:`PHRASE_BONUS` for ``phrase_ids``, the rows containing the whole query as a phrase."""
+    if not cosine:
         return []
     best_bm25 = max(bm25.values(), default=0.0) or 1.0
     low, high = min(cosine.values()), max(cosine.values())
     spread = (high - low) or 1.0
-    scored = [(rows[i], FTS_WEIGHT * bm25.get(i, 0.0) / best_bm25 + (1 - FTS_WEIGHT) * (cosine[i] - low) / spread
-               + PHRASE_BONUS * (i in phrase_ids)) for i in rows]
+    scored = [(i, FTS_WEIGHT * bm25.get(i, 0.0) / best_bm25 + (1 - FTS_WEIGHT) * (value - low) / spread
+               + PHRASE_BONUS * (i in phrase_ids)) for i, value in cosine.items()]
     return sorted(scored, key=lambda pair: -pair[1])
 
 
@@ -89,28 +121,49 @@ def _fts(table, query: str | PhraseQuery, k: int, where: str | None, columns: li
     builder = table.search(query, query_type="fts", fts_columns="text").select([*columns, "_score"]).limit(k)
     if where:
         builder = builder.where(where, prefilter=True)
-    return builder.to_list()
+    return builder.with_row_id(True).to_list()
 
 
-def _phrase(table, query: str, k: int, where: str | None, columns: list[str]) -> list[dict]:
-    """Rows holding ``query`` as an exact phrase; none on tables indexed before positions were (the next ingest
-    rebuilds the index)."""
+def _full_text(table, query: str, n: int, where: str | None, with_vectors: bool) -> tuple[dict, set]:
+    """The BM25 side of hybrid: rows by id (with ``_rowid``, ``_score`` and, when asked, ``vector``) and the ids of
+    rows holding the query as an exact phrase. Phrase rows outside the BM25 list join it with a score of 0."""
+    columns = ["id", "vector"] if with_vectors else ["id"]
+    rows = {row["id"]: row for row in _fts(table, query, n, where, columns)}
+    phrase_ids = set()
     try:
-        return _fts(table, PhraseQuery(query, "text"), k, where, columns)
+        for row in _fts(table, PhraseQuery(query, "text"), n, where, columns):
+            phrase_ids.add(row["id"])
+            rows.setdefault(row["id"], {**row, "_score": 0.0})
     except (ValueError, RuntimeError) as error:
-        if "position" in str(error):
-            return []
-        raise
+        if "position" not in str(error):  # tables indexed before positions were: no phrase bonus until next ingest
+            raise
+    return rows, phrase_ids
 
 
-def _vector(table, query_vector: np.ndarray, k: int, where: str | None, columns: list[str]) -> list[dict]:
+def _nearest(table, exact: ExactIndex | None, query_vector: np.ndarray, k: int, where: str | None,
+             columns: list[str]) -> list[dict]:
+    """The ``k`` rows closest to the query, best first, with ``_rowid`` and ``_cosine``: ids only from ``exact``
+    (memory), ``columns`` from LanceDB (its ANN index on large tables, a prefiltered scan with ``where``)."""
+    if exact is not None:
+        return exact.nearest(query_vector, k)
     builder = (table.search(query_vector, vector_column_name="vector").distance_type("cosine")
                .select([*columns, "_distance"]).limit(k))
     if where:
         builder = builder.where(where, prefilter=True)
-    if any(tuple(index.columns) == ("vector",) for index in table.list_indices()):
-        builder = builder.nprobes(NPROBES).refine_factor(REFINE_FACTOR)
-    return builder.to_list()
+    rows = builder.nprobes(NPROBES).refine_factor(REFINE_FACTOR).with_row_id(True).to_list()  # (no index: ignored)
+    for row in rows:
+        row["_cosine"] = 1.0 - row.pop("_distance")
+    return rows
+
+
+def _complete(table, rows: list[dict], columns: list[str]) -> list[dict]:
+    """``rows`` with all ``columns``: those read as ids only are filled in from one ``take`` by row id."""
+    wanted = set(columns)
+    partial = [row["_rowid"] for row in rows if not wanted <= row.keys()]
+    if not partial:
+        return rows
+    full = {row["id"]: row for row in table.take_row_ids(partial).select(columns).to_list()}
+    return [row if wanted <= row.keys() else {**row, **full[row["id"]]} for row in rows]
 
 
 def create_ann_index(table) -> None:

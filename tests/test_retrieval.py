@@ -77,27 +77,32 @@ def test_hybrid_puts_an_exact_phrase_first(catalog):
     assert catalog.search("the light blinks blue the headset", k=1)[0].id == "a2"
 
 
-def _row(item_id, vector, score):
-    return {"id": item_id, "vector": vector, "_score": score}
-
-
-QUERY = np.array([1.0, 0.0], dtype=np.float32)
-
-
 def test_fusion_ranks_phrase_matches_first():
-    fts = [_row("strong", [1.0, 0.0], 9.0), _row("phrase", [0.0, 1.0], 4.0)]
-    vectors = [{"id": "near", "_distance": 0.0}]
-    phrase = [_row("phrase", [0.0, 1.0], 7.0)]
-    assert [row["id"] for row, _ in fuse(fts, vectors, QUERY, phrase)] == ["phrase", "strong", "near"]
+    ranked = fuse({"strong": 9.0, "phrase": 4.0}, {"strong": 1.0, "phrase": 0.0, "near": 1.0}, {"phrase"})
+    assert [item_id for item_id, _ in ranked] == ["phrase", "strong", "near"]
 
 
 def test_fusion_lets_vectors_order_a_flat_bm25_list():
-    fts = [_row("far", [0.0, 1.0], 5.0), _row("close", [1.0, 0.0], 4.9)]
-    assert [row["id"] for row, _ in fuse(fts, [], QUERY)] == ["close", "far"]
+    assert [item_id for item_id, _ in fuse({"far": 5.0, "close": 4.9}, {"far": 0.0, "close": 1.0})] == ["close", "far"]
 
 
 def test_fusion_keeps_a_clear_bm25_winner_above_a_vector_only_match():
-    fts = [_row("lexical", [0.6, 0.8], 10.0), _row("weak", [0.0, 1.0], 1.0)]
-    vectors = [{"id": "semantic", "_distance": 0.0}]
-    ranked = [row["id"] for row, _ in fuse(fts, vectors, QUERY)]
-    assert ranked == ["lexical", "semantic", "weak"]
+    ranked = fuse({"lexical": 10.0, "weak": 1.0}, {"lexical": 0.6, "weak": 0.0, "semantic": 1.0})
+    assert [item_id for item_id, _ in ranked] == ["lexical", "semantic", "weak"]
+
+
+def test_exact_search_in_memory_agrees_with_lancedb(catalog):
+    assert catalog.exact_index() is not None  # a small table: no ANN index
+    for query in ("smartwatch button flashing red", "returns and refunds", "bag for my laptop"):
+        vector = catalog.embedder.embed_query(query)
+        on_disk = catalog.table.search(vector).distance_type("cosine").select(["id"]).limit(4).to_list()
+        found = catalog.search(query, mode="vector", k=4)
+        assert [item.id for item in found] == [row["id"] for row in on_disk]
+        np.testing.assert_allclose([item.similarity for item in found], [1 - row["_distance"] for row in on_disk],
+                                   atol=1e-5)
+
+
+def test_every_mode_but_full_text_reports_similarity(catalog):
+    for mode in ("vector", "hybrid"):
+        assert all(-1 <= item.similarity <= 1 for item in catalog.search("headset", mode=mode, k=3))
+    assert all(item.similarity is None for item in catalog.search("headset", mode="fts", k=3))
