@@ -80,7 +80,7 @@ class EmbeddingClock:
 
     def __init__(self, embedder):
         self.seconds = 0.0
-        encode = embedder.model.encode
+        encode = embedder._encode
 
         def timed(*args, **kwargs):
             started = time.perf_counter()
@@ -89,7 +89,7 @@ class EmbeddingClock:
             finally:
                 self.seconds += time.perf_counter() - started
 
-        embedder.model.encode = timed
+        embedder._encode = timed
 
 
 def time_turns(agent: Agent, convs, clock: EmbeddingClock) -> list[dict]:

@@ -9,8 +9,9 @@ A turn runs in this order:
    blue?", "how do I reset it?") also gets the conversation's focus: the latest earlier photo's description and the
    item the assistant last cited (or last found), so it resolves against the item being discussed.
 4. **Retrieve** with ``settings.search_mode``, ``settings.category`` and ``settings.top_k`` (step 1,
-   ``search_catalog``). When the best cosine similarity between any catalog item and the query (or the customer's
-   own words, so a poor photo description cannot hide a match) is below :data:`NO_MATCH_COSINE`, the turn ends with an honest "nothing matched" and a human handoff; no model call, so no
+   ``search_catalog``). When the best cosine similarity between the retrieved items and the query (or between the
+   catalog and the customer's own words, so a poor photo description cannot hide a match) is below
+   :data:`NO_MATCH_COSINE`, the turn ends with an honest "nothing matched" and a human handoff; no model call, so no
    invented product.
 5. **Answer**: the VLM sees the system rules, the trimmed history and the current message with the retrieved items as
    numbered data between ``<data>`` tags. Models whose chat template takes tools may call ``search_catalog`` and
@@ -246,7 +247,8 @@ class _Turn:
             raise InvalidInput("There is nothing to search for: the message is empty and no vision model is loaded "
                                "to describe the photo.", hint="Describe the product or the problem in words.")
         items = yield from self._search(query, {}, self.settings.top_k)
-        relevant = any(self._best_cosine(q) >= NO_MATCH_COSINE for q in dict.fromkeys([query, self.text]) if q)
+        relevant = any(self._best_cosine(q, items if q == query else []) >= NO_MATCH_COSINE
+                       for q in dict.fromkeys([query, self.text]) if q)
         no_match = not (items and relevant)
         if no_match:
             answer = prompts["no_match"]
@@ -378,8 +380,11 @@ class _Turn:
                 self.numbered.append(item)
                 self.numbers[item.id] = len(self.numbered)
 
-    def _best_cosine(self, query: str) -> float:
-        """Cosine similarity of the query to its closest catalog item (within the category filter)."""
+    def _best_cosine(self, query: str, found: list[Item]) -> float:
+        """Cosine similarity of the query to its closest catalog item (within the category filter). Items ``found``
+        by a vector or hybrid search for this query carry their similarity, which saves a second search."""
+        if found and all(item.similarity is not None for item in found):
+            return max(item.similarity for item in found)
         started = time.perf_counter()
         where, _ = self._where({})
         best = self.catalog.search(query, mode="vector", k=1, where=where)
