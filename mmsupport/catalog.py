@@ -337,7 +337,7 @@ class Catalog:
         return Item.from_row(rows[0]) if rows else None
 
     def columns(self) -> list[str]:
-        """Every column except the vector, i.e. what makes an :class:`Item`."""
+        """The columns that make an :class:`Item` (all but the vector and the row hash)."""
         return self._current_view()[0]
 
     def _current_view(self) -> tuple:
@@ -348,7 +348,7 @@ class Catalog:
 
             table = self.table
             indexed = any(tuple(index.columns) == ("vector",) for index in table.list_indices())
-            self._view = ([name for name in table.schema.names if name != "vector"],
+            self._view = ([name for name in table.schema.names if name not in INTERNAL_COLUMNS],
                           None if indexed else ExactIndex(table))
         return self._view
 

@@ -97,7 +97,7 @@ def search(catalog, query: str, *, mode: str = "hybrid", k: int = 5, where: str 
         if where and ("where" in str(error).lower() or "field" in str(error).lower() or "sql" in str(error).lower()):
             raise InvalidInput(
                 f"The filter {where!r} is not valid: {str(error).splitlines()[0]}",
-                hint=f"Write SQL over the columns {', '.join(c for c in columns if c != 'row_hash')}, "
+                hint=f"Write SQL over the columns {', '.join(columns)}, "
                 "e.g. \"kind = 'product' AND price < 50\".",
             ) from None
         raise
