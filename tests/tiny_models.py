@@ -55,8 +55,9 @@ You can call tools. To call one, reply with <tool_call>{"name": NAME, "arguments
 {% endif %}"""
 
 
-def _train_tokenizer(arch: str):
-    """A byte-level BPE tokenizer (any text encodes) with ChatML and the architecture's image tokens."""
+def train_tokenizer(arch: str, corpus: list[str] = _CORPUS, vocab_size: int = 400):
+    """A byte-level BPE tokenizer (any text encodes) with ChatML and the architecture's image tokens. The default is
+    tiny; a large ``corpus`` and ``vocab_size`` give realistic token counts (bench/labeling.py)."""
     from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
     from transformers import PreTrainedTokenizerFast
 
@@ -65,9 +66,9 @@ def _train_tokenizer(arch: str):
     tokenizer.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
     tokenizer.decoder = decoders.ByteLevel()
     trainer = trainers.BpeTrainer(
-        vocab_size=400, special_tokens=specials, initial_alphabet=pre_tokenizers.ByteLevel.alphabet()
+        vocab_size=vocab_size, special_tokens=specials, initial_alphabet=pre_tokenizers.ByteLevel.alphabet()
     )
-    tokenizer.train_from_iterator(_CORPUS, trainer=trainer)
+    tokenizer.train_from_iterator(corpus, trainer=trainer)
     return PreTrainedTokenizerFast(
         tokenizer_object=tokenizer,
         bos_token="<|im_start|>",
@@ -164,7 +165,7 @@ def build_tiny_vlm(path: str | Path, arch: str = "idefics3") -> Path:
     if arch not in ARCHS:
         raise ValueError(f"unknown arch {arch!r}; use one of {ARCHS}")
     path = Path(path)
-    tokenizer = _train_tokenizer(arch)
+    tokenizer = train_tokenizer(arch)
     config, processor = {"idefics3": _idefics3, "llava": _llava, "qwen2_vl": _qwen2_vl}[arch](tokenizer)
     torch.manual_seed(0)
     model = AutoModelForImageTextToText.from_config(config)
