@@ -474,7 +474,7 @@ def build_demo(settings: Settings | None = None, *, vlm: VLM | None = None, cata
         rejected = pd.DataFrame([dataclasses.asdict(row) for row in report.rejected], columns=["row", "reason"])
         summary = (f"Table version **{report.version}**: {report.added} added, {report.updated} updated, "
                    f"{report.unchanged} unchanged, **{len(report.rejected)} rejected**; {len(catalog)} items in all.")
-        return summary, rejected
+        return summary, rejected, gr.Dropdown(choices=["All", *catalog.categories()])
 
     # ---- layout ----
     photos = {text: SAMPLE_DATA_DIR / "images" / photo if photo else None for text, photo in EXAMPLES}
@@ -540,8 +540,8 @@ def build_demo(settings: Settings | None = None, *, vlm: VLM | None = None, cata
                     gr.on([login_button.click, password.submit], login, password,
                           [authed, login_box, admin_box, password], api_visibility="private")
                     csv_file.change(preview, [csv_file, authed], preview_table, api_visibility="private")
-                    ingest_button.click(ingest, [csv_file, images_zip, authed], [ingest_summary, rejected_table],
-                                        api_visibility="private")
+                    ingest_button.click(ingest, [csv_file, images_zip, authed],
+                                        [ingest_summary, rejected_table, category], api_visibility="private")
         with gr.Column(visible=False):
             api_message = gr.Textbox()
             api_image = gr.File(type="filepath")

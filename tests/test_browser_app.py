@@ -130,7 +130,7 @@ def test_html_from_people_and_catalog_rows_is_shown_as_text(page):
 def test_shop_owner_logs_in_and_ingests_a_csv(page, ui_server, tmp_path):
     csv = tmp_path / "new_rows.csv"
     csv.write_text("kind,id,title,category,colour,price,description,image\n"
-                   "product,Z001,Harbour Wool Beanie (Navy),accessories,navy,24.50,A warm ribbed merino beanie.,\n"
+                   "product,Z001,Harbour Wool Beanie (Navy),headwear,navy,24.50,A warm ribbed merino beanie.,\n"
                    "product,Z002,Broken Row,accessories,red,not-a-price,Price is not a number.,\n")
     page.get_by_role("tab", name="Catalog admin").click()
     page.get_by_label("Admin password").fill("wrong")
@@ -147,6 +147,10 @@ def test_shop_owner_logs_in_and_ingests_a_csv(page, ui_server, tmp_path):
     assert "1 rejected" in page.inner_text("#admin-summary")
     page.screenshot(path=str(ARTIFACTS / "admin.png"))
     assert ui_server.catalog().get("Z001").title == "Harbour Wool Beanie (Navy)"
+    page.get_by_role("tab", name="Assistant").click()
+    page.get_by_text("Search settings").click()
+    page.get_by_label("Category").click()
+    page.get_by_role("option", name="headwear").wait_for(timeout=30_000)  # the new category is offered at once
 
 
 def test_retry_undo_and_clear(page):
