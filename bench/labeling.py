@@ -38,10 +38,9 @@ sys.path[:0] = [str(HERE), str(HERE.parent / "tests")]
 
 def build_random_smolvlm(path: Path) -> Path:
     """Save SmolVLM-256M's architecture (random weights) with a processor that loads through mmsupport."""
+    import pandas as pd
     import torch
     from transformers import AutoModelForImageTextToText, Idefics3ImageProcessor, Idefics3Processor
-
-    import pandas as pd
 
     from tiny_models import train_tokenizer
     from vlm import smolvlm_256m_config

@@ -52,6 +52,8 @@ class ExactIndex:
         """The ``k`` closest rows, best first, as ``{"id", "_rowid", "_cosine"}``."""
         scores = self.matrix @ query_vector
         k = min(k, len(scores))
+        if not k:
+            return []
         best = np.argpartition(-scores, k - 1)[:k]
         return [{"id": self.ids[i], "_rowid": self.row_ids[i], "_cosine": float(scores[i])}
                 for i in best[np.argsort(-scores[best])]]
