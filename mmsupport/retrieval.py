@@ -170,4 +170,6 @@ def _complete(table, rows: list[dict], columns: list[str]) -> list[dict]:
 
 def create_ann_index(table) -> None:
     """Build the ANN index the catalog uses on large tables (cosine, IVF + HNSW over scalar-quantised vectors)."""
-    table.create_index(metric="cosine", vector_column_name="vector", index_type="IVF_HNSW_SQ")
+    from lancedb.index import IvfHnswSq
+
+    table.create_index("vector", config=IvfHnswSq(distance_type="cosine"))

@@ -106,3 +106,20 @@ def test_every_mode_but_full_text_reports_similarity(catalog):
     for mode in ("vector", "hybrid"):
         assert all(-1 <= item.similarity <= 1 for item in catalog.search("headset", mode=mode, k=3))
     assert all(item.similarity is None for item in catalog.search("headset", mode="fts", k=3))
+
+
+def test_large_tables_search_through_the_ann_index(tmp_path, monkeypatch):
+    import mmsupport.catalog
+
+    monkeypatch.setattr(mmsupport.catalog, "ANN_MIN_ROWS", 300)  # what 100k rows do, on a table a test can build
+    colours = ["red", "blue", "green", "black", "white", "grey", "navy", "pink", "brown", "beige"]
+    things = ["running shoe", "backpack", "rain jacket", "wool beanie", "leather belt", "linen shirt"]
+    rows = [["product", f"g{i}", f"{colour} {thing} {i}", "misc", "10", f"A {colour} {thing}, model {i}."]
+            for i, (colour, thing) in enumerate((c, t) for c in colours for t in things for _ in range(6))]
+    catalog = Catalog.open(load_settings(db_dir=tmp_path / "db", table="big"), create=True)
+    catalog.ingest_csv(write_csv(tmp_path / "big.csv", [*rows, *ROWS], HEADER), progress=False)
+    assert len(catalog) >= 300 and catalog.exact_index() is None
+    for mode in ("vector", "hybrid"):
+        items = catalog.search("smartwatch button flashing red", mode=mode, k=3)
+        assert items[0].id == "a1", mode
+        assert all(item.similarity is not None for item in items)
