@@ -35,7 +35,7 @@ from dataclasses import dataclass, field
 from functools import cache
 from importlib import resources
 
-from mmsupport.catalog import Catalog, Item
+from mmsupport.catalog import Catalog, Item, sql_literal
 from mmsupport.config import Settings
 from mmsupport.errors import InvalidInput, ModelUnavailable
 from mmsupport.images import load_image
@@ -163,12 +163,6 @@ def _words(text: str) -> list[str]:
 def _shingles(text: str) -> set[tuple[str, ...]]:
     words = _words(text)
     return {tuple(words[i:i + LEAK_WORDS]) for i in range(len(words) - LEAK_WORDS + 1)}
-
-
-def _sql(value) -> str:
-    if isinstance(value, (int, float)) and not isinstance(value, bool):
-        return repr(float(value))
-    return "'" + str(value).replace("'", "''") + "'"
 
 
 def parse_tool_call(body: str) -> tuple[str, dict]:
@@ -333,7 +327,7 @@ class _Turn:
 
     def _where(self, filters: dict) -> tuple[str | None, list[str]]:
         """SQL for the settings' category plus known ``filters``; the names of filters that were ignored."""
-        clauses = [f"category = {_sql(self.settings.category)}"] if self.settings.category else []
+        clauses = [f"category = {sql_literal(self.settings.category)}"] if self.settings.category else []
         ignored = []
         for name, value in filters.items():
             if name in FILTERS and isinstance(value, (str, int, float)) and not isinstance(value, bool):
@@ -343,7 +337,7 @@ class _Turn:
                     except ValueError:
                         ignored.append(name)
                         continue
-                clauses.append(FILTERS[name].format(_sql(value)))
+                clauses.append(FILTERS[name].format(sql_literal(value)))
             else:
                 ignored.append(name)
         return " AND ".join(clauses) or None, ignored

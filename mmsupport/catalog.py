@@ -333,7 +333,7 @@ class Catalog:
         """The item with this id, or ``None``."""
         if self._table is None:
             return None
-        rows = self._table.search().where(f"id = {_sql_string(item_id)}").select(self.columns()).limit(1).to_list()
+        rows = self._table.search().where(f"id = {sql_literal(item_id)}").select(self.columns()).limit(1).to_list()
         return Item.from_row(rows[0]) if rows else None
 
     def columns(self) -> list[str]:
@@ -482,8 +482,11 @@ def _schema(attribute_names: list[str], dim: int):
     return pa.schema(fields)
 
 
-def _sql_string(value: str) -> str:
-    return "'" + value.replace("'", "''") + "'"
+def sql_literal(value: str | float) -> str:
+    """``value`` as an SQL literal for a ``where`` filter: numbers as floats, anything else as a quoted string."""
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        return repr(float(value))
+    return "'" + str(value).replace("'", "''") + "'"
 
 
 def ensure_sample_catalog(settings: Settings) -> Catalog:

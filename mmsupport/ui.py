@@ -23,6 +23,7 @@ from pathlib import Path
 
 import gradio as gr
 
+from mmsupport.catalog import sql_literal
 from mmsupport.config import SAMPLE_DATA_DIR, Settings, load_settings
 from mmsupport.errors import CatalogError, InvalidInput, MMSupportError
 from mmsupport.feedback import FeedbackLog
@@ -435,7 +436,7 @@ def build_demo(settings: Settings | None = None, *, vlm: VLM | None = None, cata
             turn = turn_settings(mode, k, category)
             if not (query or "").strip():
                 raise InvalidInput("The query is empty.", hint="Send some words to search for.")
-            where = "category = '{}'".format(turn.category.replace("'", "''")) if turn.category else None
+            where = f"category = {sql_literal(turn.category)}" if turn.category else None
             items = resources.wait_for_catalog().search(query, mode=turn.search_mode, k=turn.top_k, where=where)
             return [_item_dict(item) for item in items]
 
