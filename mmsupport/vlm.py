@@ -39,8 +39,8 @@ DESCRIBE_PROMPT = (
 )
 #: How many descriptions :meth:`VLM.describe` keeps per process.
 DESCRIBE_CACHE_SIZE = 512
-#: On CPU, ``quantization="auto"`` means this: int8 dynamic quantization of the Linear layers decoded 1.9x faster
-#: than fp32 at batch 1 and 2.3x at batch 8 in bench/vlm.py on an idle 2-core machine; see README "Models".
+#: On CPU, ``quantization="auto"`` means this: int8 dynamic quantization of the Linear layers decoded 1.8-1.9x as
+#: fast as fp32 at batch 1 and 2.1x at batch 8 in bench/vlm.py on an idle 2-core machine; see README "Models".
 CPU_AUTO_QUANTIZATION = "int8-dynamic"
 
 _FIX_MODEL = (
