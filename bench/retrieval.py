@@ -96,12 +96,12 @@ def embedding_latency(embedder, queries: list[str]) -> dict:
 def ann_recall(table, embedder, queries: list[str]) -> float:
     from mmsupport.retrieval import _nearest
 
-    hits = 0
+    dataset, hits = table.to_lance(), 0
     for query in queries:
         vector = embedder.embed_query(query)
         exact = table.search(vector).distance_type("cosine").bypass_vector_index().select(["id"]).limit(10)
         truth = {row["id"] for row in exact.to_list()}
-        hits += len(truth & {row["id"] for row in _nearest(table, None, vector, 10, None, ["id"])})
+        hits += len(truth & {row["id"] for row in _nearest(dataset, None, vector, 10, None, ["id"])})
     return hits / (10 * len(queries))
 
 

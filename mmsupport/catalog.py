@@ -22,9 +22,15 @@ from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from datetime import timedelta
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from mmsupport.config import SAMPLE_DATA_DIR, Settings
 from mmsupport.errors import CatalogError, InvalidInput
+
+if TYPE_CHECKING:
+    import lance
+
+    from mmsupport.retrieval import ExactIndex
 
 CORE_COLUMNS = ("id", "kind", "title", "text", "category", "colour", "price", "image")
 INTERNAL_COLUMNS = ("vector", "row_hash")
@@ -258,7 +264,7 @@ class Catalog:
         self.name = settings.table
         self._table = table
         self._embedder = None
-        self._view: tuple | None = None  # (columns, ExactIndex or None) of the table as last written
+        self._view: _View | None = None
 
     @classmethod
     def open(cls, settings: Settings, *, create: bool = False) -> Catalog:
@@ -319,7 +325,12 @@ class Catalog:
     def exact_index(self):
         """The table's vectors in memory (:class:`~mmsupport.retrieval.ExactIndex`) for exact search, or ``None`` when
         the table has an ANN index (large tables). Loaded on first use and after each write."""
-        return self._current_view()[1]
+        return self._current_view().exact
+
+    def dataset(self):
+        """The table as last written, as a ``lance`` dataset: searches read through it, because each call through
+        the ``lancedb`` table adds a millisecond or more of round trips to its background event loop."""
+        return self._current_view().dataset
 
     def get(self, item_id: str) -> Item | None:
         """The item with this id, or ``None``."""
@@ -330,17 +341,19 @@ class Catalog:
 
     def columns(self) -> list[str]:
         """The columns that make an :class:`Item` (all but the vector and the row hash)."""
-        return self._current_view()[0]
+        return self._current_view().columns
 
-    def _current_view(self) -> tuple:
-        """What searches need to know of the table, read once after each write (every lookup is a LanceDB round
-        trip). The table object only changes through this catalog's writes, which reset it."""
+    def _current_view(self) -> _View:
+        """What searches need of the table, read once after each write. The table object only changes through this
+        catalog's writes, which reset it."""
         if self._view is None:
             from mmsupport.retrieval import ExactIndex
 
             table = self.table
-            self._view = ([name for name in table.schema.names if name not in INTERNAL_COLUMNS],
-                          None if ("vector",) in _indexes(table) else ExactIndex(table))
+            dataset = table.to_lance()
+            self._view = _View(columns=[name for name in table.schema.names if name not in INTERNAL_COLUMNS],
+                               dataset=dataset,
+                               exact=None if ("vector",) in _indexes(table) else ExactIndex(dataset))
         return self._view
 
     def attribute_columns(self) -> list[str]:
@@ -462,6 +475,15 @@ class Catalog:
             finally:
                 self._view = None
                 fcntl.flock(lock, fcntl.LOCK_UN)
+
+
+@dataclass(frozen=True)
+class _View:
+    """One version of the table as searches read it."""
+
+    columns: list[str]
+    dataset: lance.LanceDataset
+    exact: ExactIndex | None
 
 
 def _indexes(table) -> dict:

@@ -61,6 +61,21 @@ def test_new_rows_are_found_by_every_mode_right_after_ingest(tmp_path):
     assert not catalog.table.index_stats("text_idx").num_unindexed_rows
 
 
+def test_results_carry_their_own_rows_after_an_update(tmp_path):
+    """An update deletes a row and appends its new version, which shifts the row offsets searches read by."""
+    catalog = Catalog.open(load_settings(db_dir=tmp_path / "db", table="shop"), create=True)
+    catalog.ingest_csv(write_csv(tmp_path / "a.csv", ROWS, HEADER), progress=False)
+    changed = [row[:] for row in ROWS]
+    changed[0][2], changed[0][5] = "Pulse S3 smartwatch", "Fitness smartwatch with GPS and heart-rate sensor"
+    catalog.ingest_csv(write_csv(tmp_path / "b.csv", changed, HEADER), progress=False)
+    for mode in ("vector", "fts", "hybrid"):
+        items = catalog.search("smartwatch with GPS", mode=mode, k=len(ROWS))
+        assert items[0].title == "Pulse S3 smartwatch", mode
+        for item in items:
+            stored = catalog.get(item.id)
+            assert (item.title, item.text, item.price) == (stored.title, stored.text, stored.price), mode
+
+
 @pytest.mark.parametrize("query, kwargs, message", [
     ("  ", {}, "query is empty"),
     ("watch", {"mode": "semantic"}, "Unknown search mode 'semantic'"),
