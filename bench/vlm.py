@@ -115,12 +115,14 @@ def _weight_bytes_per_token(model, setting: str) -> int:
     """Bytes of decoder + lm_head weights read to decode one token (the vision encoder runs once per image)."""
     import torch
 
+    from mmsupport.int8 import Int8Linear
+
     per_weight = {"fp32": 4, "bf16": 2, "int8-dynamic": 1}[setting]
     total = 0
     for name, module in model.named_modules():
         if "vision" in name or "connector" in name:
             continue
-        if isinstance(module, (torch.nn.Linear, torch.ao.nn.quantized.dynamic.Linear)):
+        if isinstance(module, (torch.nn.Linear, Int8Linear)):
             total += module.in_features * module.out_features * per_weight
     return total
 
@@ -130,7 +132,7 @@ def build(setting: str):
     import torch
     from transformers import AutoModelForImageTextToText
 
-    from mmsupport.vlm import quantize_int8_dynamic
+    from mmsupport.int8 import quantize_int8_dynamic
 
     torch.manual_seed(0)
     model = AutoModelForImageTextToText.from_config(smolvlm_256m_config()).eval()

@@ -19,7 +19,6 @@ from __future__ import annotations
 import json
 import threading
 import time
-import warnings
 from abc import ABC, abstractmethod
 from collections import OrderedDict
 from collections.abc import Iterator
@@ -39,8 +38,8 @@ DESCRIBE_PROMPT = (
 )
 #: How many descriptions :meth:`VLM.describe` keeps per process.
 DESCRIBE_CACHE_SIZE = 512
-#: On CPU, ``quantization="auto"`` means this: int8 dynamic quantization of the Linear layers decoded 1.8-1.9x as
-#: fast as fp32 at batch 1 and 2.1x at batch 8 in bench/vlm.py on an idle 2-core machine; see README "Models".
+#: On CPU, ``quantization="auto"`` means this (:mod:`mmsupport.int8`): it decodes 2.0-2.1x as fast as plain fp32 at
+#: batch 1 and 2.3x at batch 8 in bench/vlm.py on an idle 2-core machine; see README "Models".
 CPU_AUTO_QUANTIZATION = "int8-dynamic"
 
 _FIX_MODEL = (
@@ -167,15 +166,6 @@ def resolve_placement(device: str = "auto", dtype: str = "auto", quantization: s
     return device, torch_dtype, quantization
 
 
-def quantize_int8_dynamic(model):
-    """Replace every ``nn.Linear`` with an int8-weight, dynamically quantized one (CPU; activations stay fp32)."""
-    import torch
-
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")  # torch marks its eager quantization API as deprecated, without a successor
-        return torch.ao.quantization.quantize_dynamic(model, {torch.nn.Linear}, dtype=torch.qint8)
-
-
 class TransformersVLM(VLM):
     """A local model loaded with ``AutoProcessor`` + ``AutoModelForImageTextToText`` (Hub id or folder).
 
@@ -240,6 +230,8 @@ class TransformersVLM(VLM):
                 model = model.merge_and_unload()  # plain weights again: as fast as the base model
         model.eval()
         if self.quantization == "int8-dynamic":
+            from mmsupport.int8 import quantize_int8_dynamic
+
             model = quantize_int8_dynamic(model)
         self.model = model
 

@@ -100,8 +100,11 @@ def test_tools_render_through_the_chat_template(vlm):
 def test_int8_dynamic_quantization(tiny_dir):
     import torch
 
+    from mmsupport.int8 import Int8Linear
+
     vlm = TransformersVLM(tiny_dir, quantization="int8-dynamic", max_new_tokens=6)
-    assert any(isinstance(m, torch.ao.nn.quantized.dynamic.Linear) for m in vlm.model.modules())
+    assert any(isinstance(m, Int8Linear) for m in vlm.model.modules())
+    assert not any(isinstance(m, torch.nn.Linear) for m in vlm.model.modules())
     assert isinstance(vlm.describe(Image.new("RGB", (64, 64), "red")), str)
 
 
