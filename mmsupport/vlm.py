@@ -166,6 +166,27 @@ def resolve_placement(device: str = "auto", dtype: str = "auto", quantization: s
     return device, torch_dtype, quantization
 
 
+def hub_reachable(timeout: float = 3.0) -> bool:
+    """Whether a TCP connection to the Hugging Face Hub (``HF_ENDPOINT``) opens within ``timeout`` seconds. Always
+    ``False`` with ``HF_HUB_OFFLINE``; assumed ``True`` behind a proxy, which only a real request can test."""
+    import os
+    import socket
+    from urllib.parse import urlparse
+
+    from huggingface_hub import constants
+
+    if constants.HF_HUB_OFFLINE:
+        return False
+    if any(os.environ.get(name) for name in ("HTTPS_PROXY", "https_proxy", "ALL_PROXY", "all_proxy")):
+        return True
+    url = urlparse(constants.ENDPOINT)
+    try:
+        socket.create_connection((url.hostname, url.port or (443 if url.scheme == "https" else 80)), timeout).close()
+    except OSError:
+        return False
+    return True
+
+
 class TransformersVLM(VLM):
     """A local model loaded with ``AutoProcessor`` + ``AutoModelForImageTextToText`` (Hub id or folder).
 
@@ -185,9 +206,15 @@ class TransformersVLM(VLM):
         self._lock = threading.Lock()  # one generation at a time per model: memory stays bounded
         if self.name.startswith((".", "/", "~")) and not Path(self.name).expanduser().is_dir():
             raise ModelUnavailable(f"The model folder {self.name} does not exist.", hint=_FIX_MODEL)
+        # Unreachable Hub: load from the local cache only, which fails at once instead of after minutes of retries
+        cache_only = not Path(self.name).expanduser().is_dir() and not hub_reachable()
         try:
-            self._load(image_splitting)
+            self._load(image_splitting, cache_only)
         except Exception as error:  # noqa: BLE001 - every load failure becomes one actionable message
+            if cache_only and isinstance(error, OSError):
+                raise ModelUnavailable(
+                    f"The vision-language model {self.name!r} is not in the local Hugging Face cache, and the Hub "
+                    "cannot be reached from this machine to download it.", hint=_FIX_MODEL) from error
             raise ModelUnavailable(
                 f"Could not load the vision-language model {self.name!r}"
                 f"{f' with adapter {self.adapter!r}' if self.adapter else ''}: {type(error).__name__}: "
@@ -196,10 +223,10 @@ class TransformersVLM(VLM):
                 "Free memory, use a smaller model or MMSUPPORT_QUANTIZATION=int8-dynamic / 4bit. " + _FIX_MODEL,
             ) from error
 
-    def _load(self, image_splitting: bool) -> None:
+    def _load(self, image_splitting: bool, cache_only: bool) -> None:
         from transformers import AutoModelForImageTextToText, AutoProcessor
 
-        self.processor = AutoProcessor.from_pretrained(self.name)
+        self.processor = AutoProcessor.from_pretrained(self.name, local_files_only=cache_only)
         self.tokenizer = self.processor.tokenizer
         self.tokenizer.padding_side = "left"
         if self.tokenizer.pad_token is None:
@@ -210,7 +237,9 @@ class TransformersVLM(VLM):
         template = getattr(self.processor, "chat_template", None) or self.tokenizer.chat_template or ""
         self.supports_tools = "tools" in template
 
-        kwargs = {"dtype": self.dtype}
+        # (transformers 5.23 does not pass local_files_only on to its check for an adapter in the repo)
+        kwargs = {"dtype": self.dtype, "local_files_only": cache_only,
+                  "adapter_kwargs": {"local_files_only": cache_only}}
         if self.quantization in ("4bit", "8bit"):
             from transformers import BitsAndBytesConfig
 

@@ -142,6 +142,50 @@ def test_missing_model_says_how_to_fix(tmp_path):
         load_vlm(load_settings({}, backend="openai"))
 
 
+@pytest.fixture
+def unreachable_hub(monkeypatch):
+    """The Hub endpoint refuses connections (a just-closed local port), as on a machine without network."""
+    import socket
+
+    from huggingface_hub import constants
+
+    with socket.socket() as closed:
+        closed.bind(("127.0.0.1", 0))
+        port = closed.getsockname()[1]
+    monkeypatch.setattr(constants, "ENDPOINT", f"http://127.0.0.1:{port}")
+    monkeypatch.setattr(constants, "HF_HUB_OFFLINE", False)  # (the test session sets it): the probe decides here
+    for name in ("HTTPS_PROXY", "https_proxy", "ALL_PROXY", "all_proxy"):
+        monkeypatch.delenv(name, raising=False)
+    return constants
+
+
+def test_hub_reachable_opens_a_connection_to_the_endpoint(unreachable_hub, monkeypatch):
+    import socket
+
+    from mmsupport.vlm import hub_reachable
+
+    assert not hub_reachable()
+    with socket.socket() as server:
+        server.bind(("127.0.0.1", 0))
+        server.listen()
+        monkeypatch.setattr(unreachable_hub, "ENDPOINT", f"http://127.0.0.1:{server.getsockname()[1]}")
+        assert hub_reachable()
+        monkeypatch.setattr(unreachable_hub, "HF_HUB_OFFLINE", True)
+        assert not hub_reachable()
+
+
+def test_without_the_hub_a_model_id_loads_from_the_cache_or_fails_at_once(unreachable_hub, tmp_path, monkeypatch):
+    with pytest.raises(ModelUnavailable, match="not in the local Hugging Face cache.*MMSUPPORT_MODEL"):
+        TransformersVLM("mmsupport-tests/not-cached", quantization="none")
+    repo = tmp_path / "hub" / "models--mmsupport-tests--tiny"
+    build_tiny_vlm(repo / "snapshots" / ("0" * 40), "llava")
+    (repo / "refs").mkdir()
+    (repo / "refs" / "main").write_text("0" * 40)
+    monkeypatch.setattr(unreachable_hub, "HF_HUB_CACHE", str(tmp_path / "hub"))
+    vlm = TransformersVLM("mmsupport-tests/tiny", quantization="none", max_new_tokens=4)
+    assert isinstance(vlm.generate([_ask("what is it?")]), str)
+
+
 def test_concurrent_first_use_loads_one_model(tmp_path):
     from concurrent.futures import ThreadPoolExecutor
 
