@@ -8,7 +8,7 @@ single row, so per-call costs decide the speed, and this module keeps them low:
   one product whose output they split, so SmolVLM-256M makes 4 int8 calls per decoder layer instead of 7;
 - the kernel is called directly rather than through ``torch.ao``'s module, whose Python wrapper costs about as much
   as a small layer's arithmetic;
-- RMSNorm layers run as torch's fused ``rms_norm`` (one call instead of six), where that gives the same output.
+- RMSNorm layers run as torch's fused ``rms_norm`` (one call instead of several), where that gives the same output.
 
 bench/vlm.py measures the result against plain fp32 and checks its greedy tokens against fp32's.
 """
