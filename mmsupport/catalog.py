@@ -18,6 +18,7 @@ import hashlib
 import io
 import json
 import re
+import time
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from datetime import timedelta
@@ -46,6 +47,8 @@ FTS_OPTIONS = {"with_position": True, "stem": True, "remove_stop_words": False}
 ANN_MIN_ROWS = 100_000
 #: Old versions kept for time travel; older ones are removed by :meth:`Catalog.cleanup`.
 KEEP_VERSIONS = timedelta(days=7)
+#: Seconds between looks for versions written by another process (say, a CLI ingest while the app runs).
+REFRESH_SECONDS = 2.0
 
 
 @dataclass
@@ -344,17 +347,24 @@ class Catalog:
         return self._current_view().columns
 
     def _current_view(self) -> _View:
-        """What searches need of the table, read once after each write. The table object only changes through this
-        catalog's writes, which reset it."""
-        if self._view is None:
+        """What searches need of the table, read again after each write: at once after this catalog's own, within
+        :data:`REFRESH_SECONDS` after another process's."""
+        view = self._view
+        if view is not None and time.monotonic() - view.checked >= REFRESH_SECONDS:
+            self.table.checkout_latest()
+            if self.table.version == view.dataset.version:
+                view.checked = time.monotonic()
+            else:
+                view = None
+        if view is None:
             from mmsupport.retrieval import ExactIndex
 
             table = self.table
             dataset = table.to_lance()
-            self._view = _View(columns=[name for name in table.schema.names if name not in INTERNAL_COLUMNS],
-                               dataset=dataset,
-                               exact=None if ("vector",) in _indexes(table) else ExactIndex(dataset))
-        return self._view
+            view = self._view = _View(
+                columns=[name for name in table.schema.names if name not in INTERNAL_COLUMNS], dataset=dataset,
+                exact=None if ("vector",) in _indexes(table) else ExactIndex(dataset), checked=time.monotonic())
+        return view
 
     def attribute_columns(self) -> list[str]:
         """The extra columns kept from ingested CSVs, usable in ``where`` filters."""
@@ -477,13 +487,14 @@ class Catalog:
                 fcntl.flock(lock, fcntl.LOCK_UN)
 
 
-@dataclass(frozen=True)
+@dataclass
 class _View:
-    """One version of the table as searches read it."""
+    """One version of the table as searches read it, and when it was last found to be the latest."""
 
     columns: list[str]
     dataset: lance.LanceDataset
     exact: ExactIndex | None
+    checked: float
 
 
 def _indexes(table) -> dict:

@@ -78,3 +78,21 @@ def test_whole_file_error_is_one_line_exit_2_and_writes_nothing(tmp_path):
 def test_search_without_a_table_says_how_to_build_one(tmp_path, capsys):
     assert main(["search", "watch", "--db", str(tmp_path / "db")]) == 2
     assert "python -m mmsupport ingest --csv FILE" in capsys.readouterr().err
+
+
+def test_a_running_catalog_finds_rows_another_process_ingests(tmp_path, monkeypatch):
+    """The app keeps its catalog open while the shop owner ingests from the command line."""
+    import mmsupport.catalog
+    from mmsupport.catalog import Catalog
+    from mmsupport.config import load_settings
+
+    monkeypatch.setattr(mmsupport.catalog, "REFRESH_SECONDS", 0.0)  # look on every search (2 s in the app)
+    serving = Catalog.open(load_settings(db_dir=tmp_path / "db", table="shop"), create=True)
+    serving.ingest_csv(write_csv(tmp_path / "a.csv", ROWS, HEADER), progress=False)
+    assert serving.search("zebra print tote", mode="hybrid", k=1)[0].id != "z1"
+    new = write_csv(tmp_path / "b.csv", [["product", "z1", "Zebra print tote", "bags", "30", "Canvas tote bag"]],
+                    HEADER)
+    subprocess.run([sys.executable, "-m", "mmsupport", "ingest", "--csv", str(new), "--db", str(tmp_path / "db"),
+                    "--table", "shop"], check=True, capture_output=True)
+    for mode in ("vector", "fts", "hybrid"):
+        assert serving.search("zebra print tote", mode=mode, k=1)[0].id == "z1", mode
