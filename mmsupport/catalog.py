@@ -267,7 +267,7 @@ class Catalog:
         self.name = settings.table
         self._table = table
         self._embedder = None
-        self._view: _View | None = None
+        self._view: CatalogView | None = None
 
     @classmethod
     def open(cls, settings: Settings, *, create: bool = False) -> Catalog:
@@ -325,16 +325,6 @@ class Catalog:
         return [Item.from_row(row, score, cosine) for row, score, cosine in search(self, query, mode=mode, k=k,
                                                                                       where=where)]
 
-    def exact_index(self):
-        """The table's vectors in memory (:class:`~mmsupport.retrieval.ExactIndex`) for exact search, or ``None`` when
-        the table has an ANN index (large tables). Loaded on first use and after each write."""
-        return self._current_view().exact
-
-    def dataset(self):
-        """The table as last written, as a ``lance`` dataset: searches read through it, because each call through
-        the ``lancedb`` table adds a millisecond or more of round trips to its background event loop."""
-        return self._current_view().dataset
-
     def get(self, item_id: str) -> Item | None:
         """The item with this id, or ``None``."""
         if self._table is None:
@@ -344,11 +334,12 @@ class Catalog:
 
     def columns(self) -> list[str]:
         """The columns that make an :class:`Item` (all but the vector and the row hash)."""
-        return self._current_view().columns
+        return self.view().columns
 
-    def _current_view(self) -> _View:
-        """What searches need of the table, read again after each write: at once after this catalog's own, within
-        :data:`REFRESH_SECONDS` after another process's."""
+    def view(self) -> CatalogView:
+        """The latest version of the table as a search reads it (one search uses one view throughout). Read again
+        after each write: at once after this catalog's own, within :data:`REFRESH_SECONDS` after another
+        process's."""
         view = self._view
         if view is not None and time.monotonic() - view.checked >= REFRESH_SECONDS:
             self.table.checkout_latest()
@@ -361,7 +352,7 @@ class Catalog:
 
             table = self.table
             dataset = table.to_lance()
-            view = self._view = _View(
+            view = self._view = CatalogView(
                 columns=[name for name in table.schema.names if name not in INTERNAL_COLUMNS], dataset=dataset,
                 exact=None if ("vector",) in _indexes(table) else ExactIndex(dataset), checked=time.monotonic())
         return view
@@ -488,11 +479,15 @@ class Catalog:
 
 
 @dataclass
-class _View:
+class CatalogView:
     """One version of the table as searches read it, and when it was last found to be the latest."""
 
+    #: What makes an :class:`Item`: every column but the vector and the row hash.
     columns: list[str]
+    #: The table as a ``lance`` dataset. Searches read through it: each call through the ``lancedb`` table adds a
+    #: millisecond or more of round trips to its background event loop.
     dataset: lance.LanceDataset
+    #: The vectors in memory for exact search, or ``None`` when the table has an ANN index (large tables).
     exact: ExactIndex | None
     checked: float
 

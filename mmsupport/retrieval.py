@@ -7,11 +7,10 @@ from the stored vector, min-max scaled over the candidates), and rows holding th
 words) is ordered by meaning, and paraphrases with no shared words still come in from the vector side. The two
 weights were tuned on ``queries/dev.jsonl`` (README, "Catalog and search").
 
-Speed: searches read the table through its ``lance`` dataset (:meth:`Catalog.dataset
-<mmsupport.catalog.Catalog.dataset>`), which is about twice as fast per call as the ``lancedb`` query API; the
-full-text side runs in a worker thread while the query is embedded; tables without an ANN index are searched exactly
-in memory (:class:`ExactIndex`); candidates carry only ids, row offsets and scores, and the full rows of the final
-``k`` are read once at the end.
+Speed: a search reads one :class:`~mmsupport.catalog.CatalogView` of the table throughout, through its ``lance``
+dataset, which is about twice as fast per call as the ``lancedb`` query API; the full-text side runs in a worker
+thread while the query is embedded; tables without an ANN index are searched exactly in memory (:class:`ExactIndex`);
+candidates carry only ids, row offsets and scores, and the full rows of the final ``k`` are read once at the end.
 """
 
 from __future__ import annotations
@@ -91,11 +90,12 @@ def search(catalog, query: str, *, mode: str = "hybrid", k: int = 5, where: str 
         raise InvalidInput("The search query is empty.", hint="Type a few words describing what you look for.")
     if k < 1:
         raise InvalidInput(f"k={k} asks for no results.", hint="Use k of 1 or more.")
-    dataset, columns = catalog.dataset(), catalog.columns()
+    view = catalog.view()
+    dataset, columns = view.dataset, view.columns
     try:
         if mode == "fts":
             return [(row, row["_score"], None) for row in _fts(dataset, query, k, where, columns)]
-        exact = None if where else catalog.exact_index()
+        exact = None if where else view.exact
         if mode == "vector":
             rows = _nearest(dataset, exact, catalog.embedder.embed_query(query), k, where, columns)
             return [(row, row["_cosine"], row["_cosine"]) for row in _complete(dataset, rows, columns)]

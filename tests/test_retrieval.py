@@ -107,7 +107,7 @@ def test_fusion_keeps_a_clear_bm25_winner_above_a_vector_only_match():
 
 
 def test_exact_search_in_memory_agrees_with_lancedb(catalog):
-    assert catalog.exact_index() is not None  # a small table: no ANN index
+    assert catalog.view().exact is not None  # a small table: no ANN index
     for query in ("smartwatch button flashing red", "returns and refunds", "bag for my laptop"):
         vector = catalog.embedder.embed_query(query)
         on_disk = catalog.table.search(vector).distance_type("cosine").select(["id"]).limit(4).to_list()
@@ -133,7 +133,7 @@ def test_large_tables_search_through_the_ann_index(tmp_path, monkeypatch):
             for i, (colour, thing) in enumerate((c, t) for c in colours for t in things for _ in range(6))]
     catalog = Catalog.open(load_settings(db_dir=tmp_path / "db", table="big"), create=True)
     catalog.ingest_csv(write_csv(tmp_path / "big.csv", [*rows, *ROWS], HEADER), progress=False)
-    assert len(catalog) >= 300 and catalog.exact_index() is None
+    assert len(catalog) >= 300 and catalog.view().exact is None
     for mode in ("vector", "hybrid"):
         items = catalog.search("smartwatch button flashing red", mode=mode, k=3)
         assert items[0].id == "a1", mode
