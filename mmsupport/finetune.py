@@ -175,6 +175,10 @@ def _load_model(model_id: str, *, qlora: bool, device: str, dtype):
         )
         kwargs["device_map"] = device
     model = AutoModelForImageTextToText.from_pretrained(model_id, **kwargs)
+    if qlora and device == "cpu":
+        from mmsupport.vlm import check_4bit_cpu_layout
+
+        check_4bit_cpu_layout(model)
     return model if qlora else model.to(device)
 
 

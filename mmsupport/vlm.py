@@ -26,7 +26,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from mmsupport.config import Settings, load_settings
-from mmsupport.errors import InvalidInput, ModelUnavailable
+from mmsupport.errors import InvalidInput, MMSupportError, ModelUnavailable
 from mmsupport.images import image_digest, load_image, to_data_url
 
 Message = dict
@@ -166,6 +166,30 @@ def resolve_placement(device: str = "auto", dtype: str = "auto", quantization: s
     return device, torch_dtype, quantization
 
 
+#: bitsandbytes' 4-bit CPU kernel (taken on AVX-512-BF16 hosts) packs weights in blocks of this many output features
+#: by one quantization block (64) of input features: ``bitsandbytes.functional._convert_weight_packed_for_cpu``.
+_BNB_CPU_OUTPUT_BLOCK = 32
+
+
+def check_4bit_cpu_layout(model) -> None:
+    """Refuse a 4-bit ``model`` whose layers bitsandbytes cannot pack for its CPU kernel.
+
+    The packing happens at the first forward pass on AVX-512-BF16 hosts and fails there with a shape error; checking
+    at load makes a model load, or be refused with this message, alike on every CPU.
+    """
+    import bitsandbytes as bnb
+
+    odd = [(name, module) for name, module in model.named_modules() if isinstance(module, bnb.nn.Linear4bit)
+           and (module.in_features % module.weight.blocksize or module.out_features % _BNB_CPU_OUTPUT_BLOCK)]
+    if odd:
+        name, module = odd[0]
+        raise ModelUnavailable(
+            f"bitsandbytes cannot run this model in 4-bit on the CPU: {len(odd)} of its layers, such as {name} "
+            f"({module.in_features} inputs, {module.out_features} outputs), are not a multiple of "
+            f"{module.weight.blocksize} inputs by {_BNB_CPU_OUTPUT_BLOCK} outputs wide.",
+            hint="Load it without 4-bit on the CPU (MMSUPPORT_QUANTIZATION=int8-dynamic or none), or on a GPU.")
+
+
 def hub_reachable(timeout: float = 3.0) -> bool:
     """Whether a TCP connection to the Hugging Face Hub (``HF_ENDPOINT``) opens within ``timeout`` seconds. Always
     ``False`` with ``HF_HUB_OFFLINE``; assumed ``True`` behind a proxy, which only a real request can test."""
@@ -210,6 +234,8 @@ class TransformersVLM(VLM):
         cache_only = not Path(self.name).expanduser().is_dir() and not hub_reachable()
         try:
             self._load(image_splitting, cache_only)
+        except MMSupportError:
+            raise
         except Exception as error:  # noqa: BLE001 - every load failure becomes one actionable message
             if cache_only and isinstance(error, OSError):
                 raise ModelUnavailable(
@@ -249,6 +275,8 @@ class TransformersVLM(VLM):
             )
             kwargs["device_map"] = self.device
         model = AutoModelForImageTextToText.from_pretrained(self.name, **kwargs)
+        if self.quantization == "4bit" and self.device == "cpu":
+            check_4bit_cpu_layout(model)
         if "device_map" not in kwargs:
             model.to(self.device)
         if self.adapter:

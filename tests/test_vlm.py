@@ -71,10 +71,12 @@ def test_chat_with_history_and_streaming_match(vlm):
     assert "".join(pieces) == vlm.generate(messages)
 
 
-def test_closing_the_stream_stops_generation(vlm):
+def test_closing_the_stream_stops_generation(vlm, monkeypatch):
+    # No end-of-sequence token: a random model would otherwise stop at its own EOS, as soon as a cancelled run would
+    monkeypatch.setattr(vlm.model.generation_config, "eos_token_id", None)
     with _CountCalls(vlm.model) as calls:
-        full = vlm.generate([_ask("Tell me everything.")], max_new_tokens=120)
-        stream = vlm.stream([_ask("Tell me everything.")], max_new_tokens=120)
+        full = vlm.generate([_ask("Tell me everything.")], max_new_tokens=400)
+        stream = vlm.stream([_ask("Tell me everything.")], max_new_tokens=400)
         first = next(stream)
         stream.close()
     assert full.startswith(first)
@@ -109,11 +111,24 @@ def test_int8_dynamic_quantization(tiny_dir):
 
 
 def test_4bit_bitsandbytes_load_on_cpu(tiny_dir):
+    import copy
+
     import bitsandbytes as bnb
+    from bitsandbytes.functional import _convert_weight_packed_for_cpu
 
     vlm = TransformersVLM(tiny_dir, quantization="4bit", device="cpu", max_new_tokens=6)
-    assert any(isinstance(m, bnb.nn.Linear4bit) for m in vlm.model.modules())
+    layers = [m for m in vlm.model.modules() if isinstance(m, bnb.nn.Linear4bit)]
+    assert layers
+    # What Linear4bit.forward does first on AVX-512-BF16 hosts, run here on any CPU: every layer must pack.
+    for layer in layers:
+        _convert_weight_packed_for_cpu(layer.weight.data.clone(), copy.deepcopy(layer.weight.quant_state))
     assert isinstance(vlm.generate([_ask("what is it?")]), str)
+
+
+def test_4bit_refuses_layers_bitsandbytes_cannot_pack_on_cpu(tmp_path):
+    narrow = build_tiny_vlm(tmp_path, "llava", width=32)
+    with pytest.raises(ModelUnavailable, match=r"not a multiple of 64 inputs by 32 outputs.*int8-dynamic"):
+        TransformersVLM(narrow, quantization="4bit", device="cpu")
 
 
 def test_lora_adapter_is_attached_at_load(tiny_dir, tmp_path):

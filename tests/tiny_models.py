@@ -15,6 +15,9 @@ from __future__ import annotations
 from pathlib import Path
 
 ARCHS = ("idefics3", "llava", "qwen2_vl")
+#: Hidden size of the tiny models: the narrowest that bitsandbytes can pack for its AVX-512-BF16 CPU kernel (4-bit
+#: blocks of 64 input features), so 4-bit tests take the same path on every host.
+WIDTH = 64
 
 _CORPUS = [
     "The red sneaker has a white sole and blue laces.",
@@ -80,11 +83,11 @@ def train_tokenizer(arch: str, corpus: list[str] = _CORPUS, vocab_size: int = 40
     )
 
 
-def _text_config(tokenizer) -> dict:
+def _text_config(tokenizer, width: int) -> dict:
     return dict(
         vocab_size=len(tokenizer),
-        hidden_size=32,
-        intermediate_size=64,
+        hidden_size=width,
+        intermediate_size=2 * width,
         num_hidden_layers=2,
         num_attention_heads=2,
         num_key_value_heads=2,
@@ -95,14 +98,14 @@ def _text_config(tokenizer) -> dict:
     )
 
 
-def _idefics3(tokenizer):
+def _idefics3(tokenizer, width: int):
     from transformers import Idefics3Config, Idefics3ImageProcessor, Idefics3Processor
 
-    vision = dict(hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=2,
+    vision = dict(hidden_size=width, intermediate_size=2 * width, num_hidden_layers=2, num_attention_heads=2,
                   image_size=32, patch_size=8)
     config = Idefics3Config(
         vision_config=vision,
-        text_config={"model_type": "llama", **_text_config(tokenizer)},
+        text_config={"model_type": "llama", **_text_config(tokenizer, width)},
         scale_factor=2,
         image_token_id=tokenizer.convert_tokens_to_ids("<image>"),
     )
@@ -113,14 +116,14 @@ def _idefics3(tokenizer):
     return config, processor
 
 
-def _llava(tokenizer):
+def _llava(tokenizer, width: int):
     from transformers import CLIPImageProcessor, LlavaConfig, LlavaProcessor
 
-    vision = dict(model_type="clip_vision_model", hidden_size=32, intermediate_size=64, num_hidden_layers=2,
-                  num_attention_heads=2, image_size=32, patch_size=8, projection_dim=32)
+    vision = dict(model_type="clip_vision_model", hidden_size=width, intermediate_size=2 * width,
+                  num_hidden_layers=2, num_attention_heads=2, image_size=32, patch_size=8, projection_dim=width)
     config = LlavaConfig(
         vision_config=vision,
-        text_config={"model_type": "llama", **_text_config(tokenizer)},
+        text_config={"model_type": "llama", **_text_config(tokenizer, width)},
         image_token_id=tokenizer.convert_tokens_to_ids("<image>"),
         vision_feature_layer=-1,
         vision_feature_select_strategy="default",
@@ -131,15 +134,17 @@ def _llava(tokenizer):
     return config, processor
 
 
-def _qwen2_vl(tokenizer):
+def _qwen2_vl(tokenizer, width: int):
     from transformers import Qwen2VLConfig, Qwen2VLImageProcessor, Qwen2VLProcessor, Qwen2VLVideoProcessor
 
-    text = _text_config(tokenizer)
-    # head_dim 16 -> 8 rotary frequencies, split over (temporal, height, width)
-    text["rope_parameters"] = {"rope_type": "default", "rope_theta": 10000.0, "mrope_section": [2, 3, 3]}
+    text = _text_config(tokenizer, width)
+    # head_dim width/2 -> width/4 rotary frequencies, split over (temporal, height, width)
+    quarter = width // 4
+    sections = [quarter - 2 * (quarter * 3 // 8), quarter * 3 // 8, quarter * 3 // 8]
+    text["rope_parameters"] = {"rope_type": "default", "rope_theta": 10000.0, "mrope_section": sections}
     config = Qwen2VLConfig(
         text_config=text,
-        vision_config=dict(depth=2, embed_dim=32, hidden_size=32, num_heads=2, mlp_ratio=2, patch_size=14,
+        vision_config=dict(depth=2, embed_dim=width, hidden_size=width, num_heads=2, mlp_ratio=2, patch_size=14,
                            spatial_merge_size=2, temporal_patch_size=2),
         image_token_id=tokenizer.convert_tokens_to_ids("<|image_pad|>"),
         video_token_id=tokenizer.convert_tokens_to_ids("<|video_pad|>"),
@@ -157,8 +162,10 @@ def _qwen2_vl(tokenizer):
     return config, processor
 
 
-def build_tiny_vlm(path: str | Path, arch: str = "idefics3") -> Path:
-    """Save a tiny random VLM of ``arch`` (one of :data:`ARCHS`) with its processor to ``path``; return the path."""
+def build_tiny_vlm(path: str | Path, arch: str = "idefics3", width: int = WIDTH) -> Path:
+    """Save a tiny random VLM of ``arch`` (one of :data:`ARCHS`) with its processor to ``path``; return the path.
+
+    ``width`` is the hidden size of the text and vision towers (MLPs are twice as wide)."""
     import torch
     from transformers import AutoModelForImageTextToText
 
@@ -166,7 +173,7 @@ def build_tiny_vlm(path: str | Path, arch: str = "idefics3") -> Path:
         raise ValueError(f"unknown arch {arch!r}; use one of {ARCHS}")
     path = Path(path)
     tokenizer = train_tokenizer(arch)
-    config, processor = {"idefics3": _idefics3, "llava": _llava, "qwen2_vl": _qwen2_vl}[arch](tokenizer)
+    config, processor = {"idefics3": _idefics3, "llava": _llava, "qwen2_vl": _qwen2_vl}[arch](tokenizer, width)
     torch.manual_seed(0)
     model = AutoModelForImageTextToText.from_config(config)
     model.generation_config.eos_token_id = tokenizer.eos_token_id
