@@ -37,6 +37,7 @@ from mmsupport.agent import NO_MATCH_COSINE, Agent  # noqa: E402
 from mmsupport.catalog import Catalog, ensure_sample_catalog  # noqa: E402
 from mmsupport.cli.eval_agent import evaluate_agent, load_conversations  # noqa: E402
 from mmsupport.config import SAMPLE_DATA_DIR, load_settings  # noqa: E402
+from machine import write_result  # noqa: E402
 
 RESULTS = REPO / "bench" / "results"
 #: Questions a clothing shop cannot answer with a product.
@@ -181,8 +182,7 @@ def main() -> None:
         vlm = json.loads(vlm_json.read_text())
         default = next((s for s in vlm["settings"] if s["setting"] == vlm.get("default_cpu_setting")), None)
         result["smolvlm_256m_reference"] = {"from": "bench/results/vlm.json", **(default or {})}
-    RESULTS.mkdir(parents=True, exist_ok=True)
-    (RESULTS / "agent.json").write_text(json.dumps(result, indent=2) + "\n")
+    write_result(RESULTS / "agent.json", result)
     plot(scripted_rows, tiny_rows, on_topic, list(off_topic.values()), sample_cosines)
     print(json.dumps(result, indent=2))
 

@@ -16,6 +16,7 @@ import torch
 from mmsupport.catalog import Catalog
 from mmsupport.config import REPO_DIR, load_settings
 from mmsupport.evaluation import evaluate, load_queries
+from machine import write_result
 
 CATALOGS = {
     "myntra": dict(csv="myntra-fashion-products-catalog/myntra_products_catalog.csv", id_col="Product_ID",
@@ -57,8 +58,7 @@ def main() -> None:
         ms = f"{results[mode]['known-item']['p50_ms']}/{results[mode]['attribute']['p50_ms']}"
         print(f"| {mode} | {' | '.join(f'{v:.3f}' for v in row.values())} | {ms} |")
     print(f"| reference best | {' | '.join(f'{v:.3f}' for v in REFERENCE.values())} | |")
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps({"results": results, "table": table, "reference": REFERENCE}, indent=1))
+    write_result(args.out, {"results": results, "table": table, "reference": REFERENCE})
 
 
 if __name__ == "__main__":

@@ -27,6 +27,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from machine import write_result
 
 HERE = Path(__file__).resolve().parent
 RESULTS = HERE / "results"
@@ -146,7 +147,7 @@ def main() -> None:
         "runs": runs, "best_batch_size": best["batch_size"], "best_speedup": best["speedup"], "target_speedup": 4.0,
         "note": "random weights, so only speed is meaningful; run on an idle machine",
     }
-    (RESULTS / "labeling.json").write_text(json.dumps(result, indent=1))
+    write_result(RESULTS / "labeling.json", result)
     plot(result, RESULTS / "labeling.png")
     print(json.dumps({key: result[key] for key in ("best_batch_size", "best_speedup", "quantization")}))
 

@@ -13,7 +13,6 @@ import argparse
 import csv
 import json
 import os
-import platform
 import statistics
 import tempfile
 import time
@@ -27,6 +26,7 @@ from mmsupport.catalog import Catalog, _schema
 from mmsupport.config import REPO_DIR, load_settings
 from mmsupport.errors import CatalogError
 from mmsupport.retrieval import create_ann_index
+from machine import write_result
 
 RESULTS = REPO_DIR / "bench" / "results"
 WARM_UP = ["red cotton shirt", "running shoes for men", "leather handbag", "blue denim jeans", "sports watch"]
@@ -165,7 +165,7 @@ def main() -> None:
     rng = np.random.default_rng(0)
     texts, vectors = real_rows(args.source_db)
     queries = [json.loads(line)["query"] for line in args.queries.read_text().splitlines()][:args.n_queries]
-    results = {"machine": f"{platform.machine()}, {os.cpu_count()} cores", "latency": {}, "ann": {}}
+    results = {"latency": {}, "ann": {}}
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
         db = lancedb.connect(str(tmp / "db"))
@@ -181,8 +181,7 @@ def main() -> None:
             print(n, json.dumps(results["latency"][n]), json.dumps(results["ann"].get(n, {})), flush=True)
         results["ingest"] = ingest_throughput(texts[-args.ingest_rows:], load_settings().embedding_model, tmp)
         print(json.dumps(results["ingest"]))
-    RESULTS.mkdir(parents=True, exist_ok=True)
-    (RESULTS / "retrieval.json").write_text(json.dumps(results, indent=1))
+    write_result(RESULTS / "retrieval.json", results)
     plot(results, RESULTS / "retrieval.png")
 
 

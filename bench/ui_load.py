@@ -23,6 +23,7 @@ import tempfile
 import threading
 import time
 from pathlib import Path
+from machine import write_result
 
 REPO = Path(__file__).resolve().parent.parent
 PHOTOS = sorted((REPO / "data" / "images" / "customer").glob("*.png"))
@@ -195,8 +196,7 @@ def main() -> int:
         serve(int(args.serve[0]), Path(args.serve[1]))
         return 0
     result = run_load(args.sessions, args.seconds)
-    args.out.mkdir(parents=True, exist_ok=True)
-    (args.out / "ui_load.json").write_text(json.dumps(result, indent=1))
+    write_result(args.out / "ui_load.json", result)
     plot(result, args.out / "ui_load.png")
     print(json.dumps({k: v for k, v in result.items() if k != "timeline"}, indent=1))
     return 0 if not result["errors"] and result["answered"] == result["turns"] else 1

@@ -27,6 +27,7 @@ import resource
 import statistics
 import time
 from pathlib import Path
+from machine import write_result
 
 RESULTS = Path(__file__).resolve().parent / "results"
 PROMPT_TOKENS = 300
@@ -254,8 +255,7 @@ def main() -> None:
         "note": "shared 2-core CPU, settings timed interleaved: absolute timings are noisy, ratios less so; random "
                 "weights, so agreement figures bound numerics only (near-flat logits make argmax ties common)",
     }
-    RESULTS.mkdir(parents=True, exist_ok=True)
-    (RESULTS / "vlm.json").write_text(json.dumps(result, indent=2) + "\n")
+    write_result(RESULTS / "vlm.json", result)
     plot(result, RESULTS / "vlm.png")
     print(json.dumps(result, indent=2))
 
