@@ -6,7 +6,6 @@ does, it fails and says which marker it needs (README, "Tests").
 """
 
 import os
-import re
 import sys
 
 #: Nothing may be downloaded from a model hub, on a developer's machine or in CI, whatever the shell exports.
