@@ -14,7 +14,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import re
 import socket
 import statistics
 import subprocess
@@ -40,6 +39,7 @@ def citing_vlm():
 
     Unlike tests/fakes.py's ScriptedVLM it keeps no record of the conversations, so memory measures the app.
     """
+    from mmsupport.safety import data_items
     from mmsupport.vlm import VLM
 
     class CitingVLM(VLM):
@@ -48,8 +48,8 @@ def citing_vlm():
         def stream(self, messages, **kwargs):
             content = messages[-1]["content"]
             text = content if isinstance(content, str) else " ".join(p.get("text", "") for p in content)
-            found = re.search(r"id: (\S+) \| \w+ \| ([^|\n]+)", text)
-            reply = f"The best match is {found[2].strip()} [{found[1]}]." if found else "a product photo"
+            found = data_items(text)
+            reply = f"The best match is {found[0]['title']} [{found[0]['id']}]." if found else "a product photo"
             for start in range(0, len(reply), 8):
                 yield reply[start:start + 8]
 

@@ -14,11 +14,12 @@ A turn runs in this order:
    :data:`NO_MATCH_COSINE`, the turn ends with an honest "nothing matched" and a human handoff; no model call, so no
    invented product.
 5. **Answer**: the VLM sees the system rules, the trimmed history and the current message with the retrieved items as
-   numbered data between ``<data>`` tags. Models whose chat template takes tools may call ``search_catalog`` and
+   numbered data between ``<data>`` tags, one JSON object per item. Every text from customers, catalog rows and photo
+   descriptions is cleaned by :mod:`mmsupport.safety` first, so none can end the data block or fake a tool call. Models whose chat template takes tools may call ``search_catalog`` and
    ``get_item`` until ``settings.max_agent_steps`` steps are used; every step is recorded.
 6. **Verify**: ``[id]`` citations of items not retrieved in this turn are removed and flagged (``[n]`` pointing at data
-   item *n* becomes its id); sentences that repeat the system prompt are removed; tool-call markup never reaches
-   the customer.
+   item *n* becomes its id); sentences that repeat the system prompt are removed, also when disguised with zero-width
+   or look-alike characters or base64; tool-call markup never reaches the customer.
 
 Without a VLM (``vlm=None``, or the model fails mid-turn) the answer lists the retrieved items with citations and says
 the model is unavailable.
@@ -28,6 +29,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
 import re
 import time
 from collections.abc import Iterator
@@ -39,6 +41,7 @@ from mmsupport.catalog import Catalog, Item, sql_literal
 from mmsupport.config import Settings
 from mmsupport.errors import InvalidInput, ModelUnavailable
 from mmsupport.images import load_image
+from mmsupport.safety import clean, data_line, decoded_runs, normalize, readings
 from mmsupport.vlm import VLM, Message
 
 #: Below this cosine similarity between the turn's search query and its closest catalog item, nothing matches.
@@ -60,8 +63,6 @@ LEAK_MIN_WORDS = 4
 #: ``[P0001]``-style citations: a bracketed token that contains a digit and no spaces.
 CITATION = re.compile(r"\[([A-Za-z_\-]*\d[\w.\-]*)\]")
 TOOL_CALL = re.compile(r"<tool_call>(.*?)(?:</tool_call>|$)", re.S)
-#: Markup that could close the data block or fake a tool call; removed from catalog rows and user text.
-MARKUP = re.compile(r"<\s*/?\s*(data|tool_call)\s*>", re.I)
 #: Words that make a message refer back to the item being discussed.
 FOLLOW_UP = re.compile(r"\b(it|its|it's|them|they|their|this|these|that|those|one|ones|same|mine)\b", re.I)
 #: Messages this short without a photo are follow-ups too ("In pink?").
@@ -272,7 +273,7 @@ class _Turn:
                                                                  "item_ids": [] if no_match else citations or list(self.retrieved)}])
 
     def _check(self, message: str, images: list) -> str:
-        text = MARKUP.sub(" ", message).strip()
+        text = clean(message).strip()
         if not text and not images:
             raise InvalidInput("The message is empty.", hint="Type a question or attach a photo of the product.")
         limit = self.settings.max_message_chars
@@ -288,7 +289,7 @@ class _Turn:
             return ""
         started = time.perf_counter()
         try:
-            return self.vlm.describe(image)
+            return clean(self.vlm.describe(image))
         except ModelUnavailable as error:
             self.notices.append(f"I could not look at the photo: {error}")
             return ""
@@ -319,7 +320,7 @@ class _Turn:
             if found:
                 item = next((item for item in found if item.kind == "product"), found[0])
                 focus.append(item.title)
-                context.append(prompts["discussed"].format(title=item.title, id=item.id))
+                context.append(prompts["discussed"].format(title=clean(item.title), id=clean(item.id)))
                 break
         return focus, context
 
@@ -411,31 +412,29 @@ class _Turn:
             step = Step(name, arguments, [], 0.0, str(error))
             self.steps.append(step)
             yield step
-            return prompts["tool_error"].format(error=error)
+            return prompts["tool_error"].format(error=clean(str(error)))
         return prompts["tool_result"].format(tool=name, result=self._data(items))
 
     # -- answering ---------------------------------------------------------------------------------------------------
 
     def _data(self, items: list[Item]) -> str:
-        """Items as the numbered data block (numbers continue across the turn's tool calls)."""
-        prompts = self.agent.prompts
+        """Items as the data block: one JSON object per item and line, numbered by ``n`` (numbers continue across
+        the turn's tool calls), built so that no field can end the block (:func:`mmsupport.safety.data_line`)."""
         if not items:
-            return prompts["data_empty"]
-        rows = []
-        for item in items:
-            facts = [item.category, item.colour, f"price {item.price:.2f}" if item.price is not None else None]
-            rows.append(prompts["item"].format(
-                number=self.numbers[item.id], id=item.id, kind=item.kind, title=MARKUP.sub(" ", item.title),
-                facts="".join(f" | {fact}" for fact in facts if fact),
-                text=MARKUP.sub(" ", item.text)[:ITEM_TEXT_CHARS]))
-        return prompts["data"].format(items="\n".join(rows))
+            return self.agent.prompts["data_empty"]
+        rows = [data_line({
+            "n": self.numbers[item.id], "id": item.id, "kind": item.kind, "title": item.title,
+            "category": item.category, "colour": item.colour,
+            "price": round(item.price, 2) if item.price is not None and math.isfinite(item.price) else None,
+            "text": clean(item.text)[:ITEM_TEXT_CHARS]}) for item in items]
+        return self.agent.prompts["data"].format(items="\n".join(rows))
 
     def _model_history(self, budget: int) -> list[Message]:
         """Earlier messages as text (photos as their descriptions), newest kept first, within ``budget`` tokens."""
         kept: list[Message] = []
         for message in reversed(self.history):
             photos = [f"[photo: {self._describe(image) or 'not described'}]" for image in _images_of(message)]
-            text = MARKUP.sub(" ", " ".join([*photos, _text_of(message)])).strip()
+            text = clean(" ".join([*photos, _text_of(message)])).strip()
             if message.get("role") not in ("user", "assistant") or not text:
                 continue
             budget -= _tokens(text)
@@ -524,10 +523,15 @@ class _Turn:
         return CITATION.sub(check, text)
 
     def _finish(self, answer: str) -> str:
-        """The final answer: no sentence repeating the system prompt, tidy spacing, never empty."""
+        """The final answer: normalised (:func:`mmsupport.safety.normalize`, citations checked again), no sentence
+        or base64 run repeating the system prompt, tidy spacing, never empty."""
+        answer = self._verify(normalize(answer))
+        leaked = [run for run, decoded in decoded_runs(answer) if self._leaks(decoded)]
+        for run in leaked:
+            answer = answer.replace(run, " ")
         sentences = re.findall(r"[^.!?\n]*(?:[.!?]+|\n|$)\s*", answer)
         kept = [s for s in sentences if not self._leaks(s)]
-        if len(kept) < len(sentences):
+        if leaked or len(kept) < len(sentences):
             self.flagged.append("removed text repeating the system prompt")
             kept = [s for s in kept if re.search(r"[^\W\d_]", s)]  # and the rules' numbers left behind
         answer = re.sub(r"[ \t]+([.,;:!?])", r"\1", re.sub(r"[ \t]{2,}", " ", "".join(kept))).strip()
@@ -537,10 +541,14 @@ class _Turn:
         return answer
 
     def _leaks(self, sentence: str) -> bool:
-        words = _words(sentence)
-        if len(words) >= LEAK_MIN_WORDS and f" {' '.join(words)} " in self.agent.system_words:
-            return True
-        return bool(_shingles(sentence) & self.agent.system_shingles)
+        """Whether ``sentence`` repeats the system prompt, read normalised and with its base64 runs decoded."""
+        for text in readings(sentence):
+            words = _words(text)
+            if len(words) >= LEAK_MIN_WORDS and f" {' '.join(words)} " in self.agent.system_words:
+                return True
+            if _shingles(text) & self.agent.system_shingles:
+                return True
+        return False
 
     def _item_list(self) -> str:
         line = self.agent.prompts["retrieval_only_item"]

@@ -1,15 +1,89 @@
-"""Shared fixtures. Heavier fixtures (tiny models, sample catalog) are session-scoped and built once."""
+"""Shared fixtures, the offline environment and the check that keeps the quick loop quick.
+
+Heavier fixtures (tiny models, sample catalog, the app server) are session-scoped and built once. A test without
+one of :data:`HEAVY_MARKERS` may not start a subprocess or a server, nor build or load a vision-language model; if it
+does, it fails and says which marker it needs (README, "Tests").
+"""
 
 import os
-import re
+import sys
 
-# Nothing may be downloaded from a model hub, on a developer's machine or in CI.
-os.environ.setdefault("HF_HUB_OFFLINE", "1")
-os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
-os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
-
+#: Nothing may be downloaded from a model hub, on a developer's machine or in CI, whatever the shell exports.
+OFFLINE = {"HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1",
+           "HF_HUB_DISABLE_TELEMETRY": "1", "GRADIO_ANALYTICS_ENABLED": "False"}
+os.environ.update(OFFLINE)
 
 import pytest  # noqa: E402
+
+pytest_plugins = ["pytester"]
+
+#: Markers of the tests allowed to do heavy work; the others are the quick loop.
+HEAVY_MARKERS = ("slow", "browser", "notebook")
+_HEAVY_WORK = pytest.StashKey[list]()
+
+
+class HeavyWork(RuntimeError):
+    """A test without a heavy marker started a subprocess or a server, or built or loaded a vision-language model."""
+
+
+#: Modules whose own subprocesses are fine: libraries look up shared libraries and the platform while importing.
+_LOOKUP_MODULES = ("ctypes.util", "platform", "uuid")
+
+
+def _heavy_calls(item) -> list[tuple[object, str, str]]:
+    """``(owner, attribute, what calling it does)`` for each call a quick test may not make."""
+    import multiprocessing.process
+    import socket
+    import subprocess
+
+    import tiny_models
+
+    from mmsupport import finetune, vlm
+
+    calls = [(subprocess.Popen, "__init__", "starts a subprocess"),
+             (multiprocessing.process.BaseProcess, "start", "starts a process"),
+             (socket.socket, "listen", "starts a server"),
+             (vlm.TransformersVLM, "_load", "loads a vision-language model"),
+             (finetune, "_load_model", "loads a vision-language model"),
+             (tiny_models, "build_tiny_vlm", "builds a tiny vision-language model")]
+    if getattr(item.module, "build_tiny_vlm", None) is tiny_models.build_tiny_vlm:
+        calls.append((item.module, "build_tiny_vlm", "builds a tiny vision-language model"))
+    return calls
+
+
+def _refuse(found: list, what: str, original):
+    def refuse(*args, **kwargs):
+        if sys._getframe(1).f_globals.get("__name__") in _LOOKUP_MODULES:
+            return original(*args, **kwargs)
+        found.append(what)
+        raise HeavyWork(f"this test {what}: mark it {' or '.join(HEAVY_MARKERS)} (README, 'Tests')")
+    return refuse
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_protocol(item, nextitem):
+    """Run a test without a heavy marker with the heavy calls replaced by ones that fail it."""
+    if any(item.get_closest_marker(name) for name in HEAVY_MARKERS):
+        yield
+        return
+    found = item.stash[_HEAVY_WORK] = []
+    with pytest.MonkeyPatch.context() as patch:
+        for owner, name, what in _heavy_calls(item):
+            patch.setattr(owner, name, _refuse(found, what, getattr(owner, name)))
+        yield
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item, call):
+    """Fail the phase in which a quick test tried heavy work, even when the code under test caught the error."""
+    outcome = yield
+    report = outcome.get_result()
+    found = item.stash.get(_HEAVY_WORK, [])
+    if found:
+        if report.passed:
+            report.outcome = "failed"
+            report.longrepr = f"this test {found[0]} but has no {'/'.join(HEAVY_MARKERS)} marker (README, 'Tests')"
+        found.clear()
 
 
 @pytest.fixture(scope="session")
@@ -35,14 +109,16 @@ def sample_catalog_settings(tmp_path_factory):
 
 def _answer_from_data(messages) -> str:
     """A scripted shop assistant's reply: the first two catalog items it was given, cited (or an apology)."""
+    from mmsupport.safety import data_items
+
     content = messages[-1]["content"]
     text = content if isinstance(content, str) else " ".join(part.get("text", "") for part in content)
-    found = re.findall(r"id: (\S+) \| \w+ \| ([^|\n]+)", text)
+    found = data_items(text)
     if not found:
         return "I could not find that in our catalog."
-    (first_id, first_title), *rest = found
-    also = f" You might also like [{rest[0][0]}]." if rest else ""
-    return f"The best match is {first_title.strip()} [{first_id}].{also}"
+    first, *rest = found
+    also = f" You might also like [{rest[0]['id']}]." if rest else ""
+    return f"The best match is {first['title'].strip()} [{first['id']}].{also}"
 
 
 @pytest.fixture(scope="session")

@@ -1,12 +1,13 @@
 """The agent loop with a scripted VLM on the real sample catalog (LanceDB on disk)."""
 
 import dataclasses
+import json
 
 import pytest
 from fakes import ScriptedVLM, tool_call
 from PIL import Image
 
-from mmsupport.agent import TOOLS, Agent, Step, TurnResult, prompts
+from mmsupport.agent import ITEM_TEXT_CHARS, TOOLS, Agent, Step, TurnResult, prompts
 from mmsupport.catalog import Catalog
 from mmsupport.errors import InvalidInput, ModelUnavailable
 
@@ -44,8 +45,11 @@ def test_items_reach_the_model_as_numbered_data_after_the_question(catalog, sett
     assert call["messages"][0] == {"role": "system", "content": prompts()["system"]}
     text = last_user_text(call)
     assert text.index("Looking for a navy zip hoodie") < text.index("<data>") < text.index("</data>")
-    for number, item in enumerate(result.items, 1):
-        assert f"[{number}] id: {item.id} | {item.kind} | {item.title}" in text
+    block = text[text.index("<data>") + len("<data>"):text.index("</data>")].strip().splitlines()
+    shown = [{"n": number, "id": item.id, "kind": item.kind, "title": item.title, "category": item.category,
+              "colour": item.colour, "price": item.price, "text": item.text[:ITEM_TEXT_CHARS]}
+             for number, item in enumerate(result.items, 1)]
+    assert [json.loads(line) for line in block] == [{k: v for k, v in row.items() if v is not None} for row in shown]
     assert call["tools"] is None  # this model cannot call tools
 
 

@@ -59,8 +59,24 @@ def test_eval_agent_reports_hit_rate_citation_validity_and_no_match(sample_catal
                  "--model", NO_MODEL, "--json"]) == 0
     report = json.loads(capsys.readouterr().out)
     assert (report["conversations"], report["turns"]) == (3, 4)
-    assert report["hit_rate"] == 1.0 and report["citation_validity"] == 1.0 and report["no_match_accuracy"] == 1.0
+    assert report["hit_rate"] == 1.0 and report["no_match_accuracy"] == 1.0
     assert report["records"][1]["query"].startswith("Can I put it in the washing machine? Urban Loom Zip-Up Hoodie")
+
+
+def test_eval_agent_records_a_citation_the_model_invented_as_removed(sample_catalog_settings):
+    from fakes import ScriptedVLM
+
+    from mmsupport.agent import Agent
+    from mmsupport.catalog import Catalog
+    from mmsupport.cli.eval_agent import evaluate_agent
+
+    vlm = ScriptedVLM(["The navy one is [P0028]; the [P9999] is even better."])
+    agent = Agent(vlm, Catalog.open(sample_catalog_settings), sample_catalog_settings)
+    turn = {"message": "Looking for a navy zip hoodie", "image": None, "relevant": ["P0028"], "expect_no_match": False}
+    report = evaluate_agent(agent, [{"id": "a", "turns": [turn]}], progress=False)
+    (record,) = report["records"]
+    assert record["citations"] == ["P0028"] and "P9999" not in record["retrieved"]
+    assert record["flagged"] == ["removed citation [P9999]: not retrieved in this turn"]
 
 
 def test_eval_agent_rejects_a_broken_conversations_file(tmp_path, capsys):
@@ -74,6 +90,7 @@ def test_eval_agent_rejects_a_broken_conversations_file(tmp_path, capsys):
 def test_tiny_real_vlm_runs_whole_turns_on_the_sample_catalog(tiny_vlm_dir, sample_catalog_settings):
     from mmsupport.agent import Agent
     from mmsupport.catalog import Catalog
+    from mmsupport.safety import clean
     from mmsupport.vlm import TransformersVLM
 
     vlm = TransformersVLM(str(tiny_vlm_dir), max_new_tokens=24)
@@ -82,12 +99,11 @@ def test_tiny_real_vlm_runs_whole_turns_on_the_sample_catalog(tiny_vlm_dir, samp
     first = agent.run_turn("Do you sell these running shoes?", [photo])
     second = agent.run_turn("Do you have them in blue?", history=first.history)
     for result in (first, second):
-        retrieved = {item.id for item in result.items}
-        assert result.answer.strip() and set(result.citations) <= retrieved
+        assert result.answer.strip() and "model is unavailable" not in result.answer  # the model answered
         assert result.steps and result.steps[0].tool == "search_catalog"
         assert "<tool_call>" not in result.answer
     assert first.timings["describe"] > 0 and first.timings["generate"] > 0 and not first.no_match
-    assert vlm.describe(photo) in second.query  # the first turn's photo still counts
+    assert clean(vlm.describe(photo)) in second.query  # the first turn's photo still counts
 
 
 @pytest.mark.slow
@@ -95,5 +111,4 @@ def test_chat_command_with_the_tiny_real_vlm(tiny_vlm_dir, sample_catalog_settin
     result = chat_json(capsys, "Do you sell these?", "--image", str(SAMPLE_DATA_DIR / "images" / "P0096.png"),
                        "--model", str(tiny_vlm_dir), "--db", str(sample_catalog_settings.db_dir))
     assert result["model"] == str(tiny_vlm_dir)
-    assert set(result["citations"]) <= {item["id"] for item in result["items"]}
-    assert result["timings"]["describe"] > 0
+    assert result["answer"].strip() and result["timings"]["describe"] > 0

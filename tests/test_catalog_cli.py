@@ -64,6 +64,7 @@ def test_eval_retrieval_json_and_plot(shop, capsys, tmp_path):
     assert plot.read_bytes().startswith(b"\x89PNG")
 
 
+@pytest.mark.slow
 def test_whole_file_error_is_one_line_exit_2_and_writes_nothing(tmp_path):
     csv_path = write_csv(tmp_path / "x.csv", [["1", "Mug"]], ["sku", "title"])
     proc = subprocess.run([sys.executable, "-m", "mmsupport", "ingest", "--csv", str(csv_path), "--db",
@@ -80,6 +81,7 @@ def test_search_without_a_table_says_how_to_build_one(tmp_path, capsys):
     assert "python -m mmsupport ingest --csv FILE" in capsys.readouterr().err
 
 
+@pytest.mark.slow
 def test_a_running_catalog_finds_rows_another_process_ingests(tmp_path, monkeypatch):
     """The app keeps its catalog open while the shop owner ingests from the command line."""
     import mmsupport.catalog

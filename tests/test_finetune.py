@@ -39,6 +39,7 @@ def test_load_examples_reads_jsonl_and_bitext_style_csv(qa_file, tmp_path):
         load_examples(csv)
 
 
+@pytest.mark.slow
 def test_loss_covers_the_answer_tokens_only(tiny_vlm_dir, qa_file, tmp_path):
     from transformers import AutoProcessor
 
@@ -79,6 +80,7 @@ def test_finetune_overfits_and_the_adapter_loads_in_the_app(tiny_vlm_dir, qa_fil
     assert isinstance(tuned.generate([{"role": "user", "content": "Return policy?"}], max_new_tokens=4), str)
 
 
+@pytest.mark.slow
 def test_finetune_cli_trains_and_reports(tiny_vlm_dir, qa_file, tmp_path, capsys):
     from mmsupport.__main__ import main
 

@@ -207,6 +207,7 @@ SLOW_LABELER = textwrap.dedent("""
 """)
 
 
+@pytest.mark.slow
 def test_killed_run_resumes_without_loss_or_duplicates(tmp_path):
     images = make_images(tmp_path / "images", [(index, 0, 0) for index in range(60)])
     script = tmp_path / "slow_labeler.py"
@@ -261,6 +262,7 @@ def test_label_accuracy_against_human_labels():
         label_accuracy(records, truth.drop(columns="colour"))
 
 
+@pytest.mark.slow
 def test_label_cli_with_a_tiny_real_model(tiny_vlm_dir, tmp_path, capsys):
     from mmsupport.__main__ import main
 

@@ -61,6 +61,7 @@ def all_files(root: Path) -> list[Path]:
                                                                                             ".png"})
 
 
+@pytest.mark.slow
 def test_generator_is_deterministic_and_matches_committed_files(tmp_path):
     first, second = tmp_path / "first", tmp_path / "second"
     load_generator().generate(first)

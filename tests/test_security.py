@@ -17,6 +17,8 @@ from mmsupport.config import REPO_DIR
 
 SECRET = "root:x:0:0"
 
+pytestmark = pytest.mark.slow  # a real app server (tests/conftest.py ui_server)
+
 # Prefixes of every route that takes a path (gradio 6.31 routes.py), with and without the /gradio_api mount.
 FILE_ROUTES = [
     "/gradio_api/file=", "/file=", "/gradio_api/file/", "/file/",

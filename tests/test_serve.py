@@ -155,6 +155,7 @@ def _chunk(**delta):
     return {"choices": [{"index": 0, "delta": delta}]}
 
 
+@pytest.mark.slow
 def test_request_shape_image_as_data_url_and_key_in_header_only(scripted):
     scripted.script.append((200, _reply("A red square."), 0))
     vlm = OpenAIVLM(scripted.url, "tiny", api_key=SECRET)
@@ -167,6 +168,7 @@ def test_request_shape_image_as_data_url_and_key_in_header_only(scripted):
     assert SECRET not in repr(vlm)
 
 
+@pytest.mark.slow
 def test_structured_tool_calls_become_tool_call_text(scripted):
     call = {"id": "1", "type": "function", "function": {"name": "search_catalog", "arguments": '{"query": "red"}'}}
     scripted.script.append((200, _reply(None, [call]), 0))
@@ -183,6 +185,7 @@ def test_structured_tool_calls_become_tool_call_text(scripted):
     assert scripted.requests[0]["body"]["tools"] == [{"type": "function", "function": tool}]
 
 
+@pytest.mark.slow
 def test_server_errors_are_retried_then_reported(scripted):
     scripted.script += [(503, {"error": {"message": "warming up"}}, 0), (200, _reply("ok"), 0)]
     assert OpenAIVLM(scripted.url, "tiny", max_retries=2).generate([{"role": "user", "content": "hi"}]) == "ok"
@@ -193,6 +196,7 @@ def test_server_errors_are_retried_then_reported(scripted):
         list(OpenAIVLM(scripted.url, "tiny", max_retries=1).stream([{"role": "user", "content": "hi"}]))
 
 
+@pytest.mark.slow
 def test_client_errors_are_not_retried_and_never_show_the_key(scripted):
     scripted.script += [(401, {"error": {"message": "bad key"}}, 0), (400, {"error": "image too large"}, 0)]
     vlm = OpenAIVLM(scripted.url, "tiny", api_key=SECRET, max_retries=3)
@@ -210,6 +214,7 @@ def test_server_down():
         vlm.generate([{"role": "user", "content": "hi"}])
 
 
+@pytest.mark.slow
 def test_timeout(scripted):
     scripted.script.append((200, _reply("too late"), 3))
     vlm = OpenAIVLM(scripted.url, "tiny", timeout=0.5, max_retries=0)

@@ -8,6 +8,8 @@ from mmsupport.config import REPO_DIR
 
 PHOTO = REPO_DIR / "data" / "images" / "customer" / "watch_red_light.png"
 
+pytestmark = pytest.mark.slow  # a real app server (tests/conftest.py ui_server)
+
 
 @pytest.fixture(scope="module")
 def client(ui_server):

@@ -25,13 +25,14 @@ def _ask(text, colour="red", size=(64, 48)):
 
 
 class _CountCalls:
-    """Wraps ``model.generate`` to count calls and record output lengths; generation itself is untouched."""
+    """Wraps ``model.generate`` to count calls and record prompts and output lengths; generation is untouched."""
 
     def __init__(self, model):
-        self.model, self.real, self.new_tokens = model, model.generate, []
+        self.model, self.real, self.new_tokens, self.prompts = model, model.generate, [], []
 
     def __call__(self, **kwargs):
         output = self.real(**kwargs)
+        self.prompts.append(kwargs["input_ids"])
         self.new_tokens.append(output.shape[1] - kwargs["input_ids"].shape[1])
         return output
 
@@ -43,12 +44,14 @@ class _CountCalls:
         del self.model.generate
 
 
+@pytest.mark.slow
 def test_load_vlm_loads_once_per_process(tiny_dir, vlm):
     again = load_vlm(load_settings({}, model=str(tiny_dir), quantization="none", max_new_tokens=12))
     assert again is vlm
     assert isinstance(vlm, TransformersVLM) and vlm.name == str(tiny_dir) and vlm.supports_tools
 
 
+@pytest.mark.slow
 def test_describe_runs_the_model_once_per_image_and_prompt(vlm):
     photo = Image.new("RGB", (300, 200), (10, 120, 30))
     with _CountCalls(vlm.model) as calls:
@@ -60,6 +63,7 @@ def test_describe_runs_the_model_once_per_image_and_prompt(vlm):
     assert len(calls.new_tokens) == 3
 
 
+@pytest.mark.slow
 def test_chat_with_history_and_streaming_match(vlm):
     messages = [
         _ask("Is this shoe waterproof?"),
@@ -71,6 +75,7 @@ def test_chat_with_history_and_streaming_match(vlm):
     assert "".join(pieces) == vlm.generate(messages)
 
 
+@pytest.mark.slow
 def test_closing_the_stream_stops_generation(vlm, monkeypatch):
     # No end-of-sequence token: a random model would otherwise stop at its own EOS, as soon as a cancelled run would
     monkeypatch.setattr(vlm.model.generation_config, "eos_token_id", None)
@@ -84,6 +89,7 @@ def test_closing_the_stream_stops_generation(vlm, monkeypatch):
     assert cancelled < finished
 
 
+@pytest.mark.slow
 def test_batch_matches_one_by_one(vlm):
     conversations = [[_ask("what is it?", "red")], [_ask("a much longer question about the product", "blue")],
                      [{"role": "user", "content": "text only, no image"}]]
@@ -93,12 +99,19 @@ def test_batch_matches_one_by_one(vlm):
     assert batch == [vlm.generate(messages).strip() for messages in conversations]
 
 
+@pytest.mark.slow
 def test_tools_render_through_the_chat_template(vlm):
     tool = {"type": "function", "function": {"name": "search_catalog", "description": "Search products",
                                              "parameters": {"type": "object", "properties": {"query": {"type": "string"}}}}}
-    assert isinstance(vlm.generate([_ask("find similar")], tools=[tool]), str)
+    with _CountCalls(vlm.model) as calls:
+        vlm.generate([_ask("find similar")], tools=[tool])
+        vlm.generate([_ask("find similar")])
+    with_tools, without = (vlm.tokenizer.decode(ids[0]) for ids in calls.prompts)
+    assert '"name": "search_catalog"' in with_tools and '"description": "Search products"' in with_tools
+    assert "search_catalog" not in without and "find similar" in without
 
 
+@pytest.mark.slow
 def test_int8_dynamic_quantization(tiny_dir):
     import torch
 
@@ -107,9 +120,12 @@ def test_int8_dynamic_quantization(tiny_dir):
     vlm = TransformersVLM(tiny_dir, quantization="int8-dynamic", max_new_tokens=6)
     assert any(isinstance(m, Int8Linear) for m in vlm.model.modules())
     assert not any(isinstance(m, torch.nn.Linear) for m in vlm.model.modules())
-    assert isinstance(vlm.describe(Image.new("RGB", (64, 64), "red")), str)
+    with _CountCalls(vlm.model) as calls:
+        text = vlm.describe(Image.new("RGB", (64, 64), "red"))
+    assert calls.new_tokens[0] > 0 and text.strip()
 
 
+@pytest.mark.slow
 def test_4bit_bitsandbytes_load_on_cpu(tiny_dir):
     import copy
 
@@ -122,15 +138,19 @@ def test_4bit_bitsandbytes_load_on_cpu(tiny_dir):
     # What Linear4bit.forward does first on AVX-512-BF16 hosts, run here on any CPU: every layer must pack.
     for layer in layers:
         _convert_weight_packed_for_cpu(layer.weight.data.clone(), copy.deepcopy(layer.weight.quant_state))
-    assert isinstance(vlm.generate([_ask("what is it?")]), str)
+    with _CountCalls(vlm.model) as calls:
+        text = vlm.generate([_ask("what is it?")])
+    assert calls.new_tokens[0] > 0 and text.strip()
 
 
+@pytest.mark.slow
 def test_4bit_refuses_layers_bitsandbytes_cannot_pack_on_cpu(tmp_path):
     narrow = build_tiny_vlm(tmp_path, "llava", width=32)
     with pytest.raises(ModelUnavailable, match=r"not a multiple of 64 inputs by 32 outputs.*int8-dynamic"):
         TransformersVLM(narrow, quantization="4bit", device="cpu")
 
 
+@pytest.mark.slow
 def test_lora_adapter_is_attached_at_load(tiny_dir, tmp_path):
     import torch
     from peft import LoraConfig, get_peft_model
@@ -174,6 +194,7 @@ def unreachable_hub(monkeypatch):
     return constants
 
 
+@pytest.mark.slow
 def test_hub_reachable_opens_a_connection_to_the_endpoint(unreachable_hub, monkeypatch):
     import socket
 
@@ -189,18 +210,21 @@ def test_hub_reachable_opens_a_connection_to_the_endpoint(unreachable_hub, monke
         assert not hub_reachable()
 
 
+@pytest.mark.slow
 def test_without_the_hub_a_model_id_loads_from_the_cache_or_fails_at_once(unreachable_hub, tmp_path, monkeypatch):
     with pytest.raises(ModelUnavailable, match="not in the local Hugging Face cache.*MMSUPPORT_MODEL"):
         TransformersVLM("mmsupport-tests/not-cached", quantization="none")
     repo = tmp_path / "hub" / "models--mmsupport-tests--tiny"
-    build_tiny_vlm(repo / "snapshots" / ("0" * 40), "llava")
+    snapshot = build_tiny_vlm(repo / "snapshots" / ("0" * 40), "llava")
     (repo / "refs").mkdir()
     (repo / "refs" / "main").write_text("0" * 40)
     monkeypatch.setattr(unreachable_hub, "HF_HUB_CACHE", str(tmp_path / "hub"))
     vlm = TransformersVLM("mmsupport-tests/tiny", quantization="none", max_new_tokens=4)
-    assert isinstance(vlm.generate([_ask("what is it?")]), str)
+    folder = TransformersVLM(str(snapshot), quantization="none", max_new_tokens=4)
+    assert vlm.generate([_ask("what is it?")]) == folder.generate([_ask("what is it?")])  # the cached weights
 
 
+@pytest.mark.slow
 def test_concurrent_first_use_loads_one_model(tmp_path):
     from concurrent.futures import ThreadPoolExecutor
 
@@ -211,6 +235,7 @@ def test_concurrent_first_use_loads_one_model(tmp_path):
     assert all(model is models[0] for model in models)
 
 
+@pytest.mark.slow
 def test_openai_style_image_parts_work_locally(vlm):
     from mmsupport.images import to_data_url
 
