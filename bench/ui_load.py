@@ -22,7 +22,6 @@ import tempfile
 import threading
 import time
 from pathlib import Path
-from machine import write_result
 
 REPO = Path(__file__).resolve().parent.parent
 PHOTOS = sorted((REPO / "data" / "images" / "customer").glob("*.png"))
@@ -186,6 +185,8 @@ def plot(result: dict, path: Path) -> None:
 
 
 def main() -> int:
+    from machine import write_result  # bench/ is on the path when run as a script; tests import this module
+
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--sessions", type=int, default=20)
     parser.add_argument("--seconds", type=float, default=120.0)
