@@ -113,7 +113,7 @@ def _records(text: str, delimiter: str, max_field_bytes: int):
     starts = [0] + [m.end() for m in _NEWLINE.finditer(text)]
     line_of = lambda pos: bisect.bisect_right(starts, pos)  # noqa: E731 - 1-based line number of a position
     unquoted = re.compile(f"[^{re.escape(delimiter)}\r\n]*")
-    pos, end, width = 0, len(text), None
+    pos, end, header = 0, len(text), None
     while pos < end:
         line, fields, problem, opened, resync = line_of(pos), [], None, None, False
         while True:
@@ -134,20 +134,21 @@ def _records(text: str, delimiter: str, max_field_bytes: int):
             if problem is None and len(value) * 4 > max_field_bytes:
                 size = len(value.encode("utf-8", "surrogateescape"))
                 if size > max_field_bytes:
-                    problem = f"field {len(fields) + 1} is {size} bytes, over the limit of {max_field_bytes}"
+                    name = f" ({header[len(fields)].strip()!r})" if header and len(fields) < len(header) else ""
+                    problem = f"field {len(fields) + 1}{name} is {size} bytes, over the limit of {max_field_bytes}"
             fields.append(value)
             if not text.startswith(delimiter, pos):
                 break
             pos += 1
-        if problem is None and opened is not None and width is not None and len(fields) != width:
+        if problem is None and opened is not None and header is not None and len(fields) != len(header):
             resync = True
             problem = (f"a quote opened on line {opened} runs to line {line_of(pos)} and leaves {len(fields)} "
-                       f"fields (the header has {width}): a closing quote is probably missing")
+                       f"fields (the header has {len(header)}): a closing quote is probably missing")
         if resync:
             pos = starts[opened] if opened < len(starts) else end
         else:
             pos += 2 if text.startswith("\r\n", pos) else 1
-        width = len(fields) if width is None else width
+        header = fields if header is None else header
         yield line, fields, problem
 
 

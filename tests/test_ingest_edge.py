@@ -14,7 +14,7 @@ from mmsupport.catalog import Catalog, Item
 from mmsupport.config import load_settings
 from mmsupport.csvfile import MAX_FIELD_BYTES, write_csv as write_safe_csv
 from mmsupport.errors import InvalidInput
-from test_catalog import HEADER, ROWS, write_csv
+from test_catalog import ROWS, write_csv
 
 
 @pytest.fixture
@@ -40,8 +40,8 @@ def test_a_huge_field_rejects_only_its_line(tmp_path, catalog):
              "a4,Green mug,Ceramic mug"]
     report = ingest_bytes(catalog, tmp_path / "big.csv", "\n".join(lines).encode())
     assert sorted(i.id for i in catalog.search("scarf hat mug", mode="fts", k=10)) == ["a1", "a4"]
-    assert reasons(report) == {3: f"field 3 is 1000000 bytes, over the limit of {MAX_FIELD_BYTES}",
-                               4: f"field 3 is 1000000 bytes, over the limit of {MAX_FIELD_BYTES}"}
+    assert reasons(report) == {3: f"field 3 ('description') is 1000000 bytes, over the limit of {MAX_FIELD_BYTES}",
+                               4: f"field 3 ('description') is 1000000 bytes, over the limit of {MAX_FIELD_BYTES}"}
 
 
 def test_an_unterminated_quote_rejects_its_line_and_the_rest_lands(tmp_path, catalog):
