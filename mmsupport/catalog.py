@@ -409,8 +409,9 @@ class Catalog:
         rejected.sort(key=lambda r: r.row)
         with self._write_lock():
             report = self._upsert(records, rejected, progress=progress)
+            if self._table is not None:
+                self._index()  # commits nothing when every row is indexed (a killed ingest may have left some)
             if report.added or report.updated:
-                self._index()
                 self._compact()
             self._cleanup()
         report.version = self.version
