@@ -78,6 +78,8 @@ def read_csv(path: str | Path, *, max_field_bytes: int = MAX_FIELD_BYTES) -> Csv
             continue
         if problem is None and len(fields) != len(header):
             problem = f"has {len(fields)} fields, the header has {len(header)}"
+            if len(fields) > len(header):
+                problem += f" (a value that holds {delimiter!r} must be in double quotes)"
         if problem:
             table.bad.append((line, problem))
         else:

@@ -54,6 +54,13 @@ def test_an_unterminated_quote_rejects_its_line_and_the_rest_lands(tmp_path, cat
     assert catalog.get("a3").title == "Blue, wide hat"
 
 
+def test_a_wrong_field_count_says_what_to_quote(tmp_path, catalog):
+    report = ingest_bytes(catalog, tmp_path / "count.csv", b"id;title;price\np1;Hat;12;99\np2;Mug\np3;Pen;2\n")
+    assert reasons(report) == {2: "has 4 fields, the header has 3 (a value that holds ';' must be in double quotes)",
+                               3: "has 2 fields, the header has 3"}
+    assert catalog.get("p3").price == 2.0
+
+
 def test_a_quoted_field_may_still_span_lines(tmp_path, catalog):
     data = b'id,title,description\r\na1,Scarf,"Two\r\nlines"\r\na2,Hat,"say ""hi"""\r\n'
     report = ingest_bytes(catalog, tmp_path / "multi.csv", data)
