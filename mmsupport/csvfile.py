@@ -31,8 +31,8 @@ FORMULA_LEADS = ("=", "+", "-", "@", "\t", "\r")
 #: Largest number :func:`number_reader` accepts.
 MAX_NUMBER = 1e15
 
-_BOMS = ((codecs.BOM_UTF32_LE, "utf-32"), (codecs.BOM_UTF32_BE, "utf-32"), (codecs.BOM_UTF8, "utf-8-sig"),
-         (codecs.BOM_UTF16_LE, "utf-16"), (codecs.BOM_UTF16_BE, "utf-16"))
+_BOMS = ((codecs.BOM_UTF32_LE, "utf-32"), (codecs.BOM_UTF32_BE, "utf-32"), (codecs.BOM_UTF16_LE, "utf-16"),
+         (codecs.BOM_UTF16_BE, "utf-16"))
 _NEWLINE = re.compile(r"\r\n|\r|\n")
 _QUOTED = re.compile(r'"([^"]*(?:""[^"]*)*)"')
 
@@ -91,7 +91,7 @@ def _decode(path: Path, raw: bytes) -> tuple[str, str]:
     for bom, encoding in _BOMS:
         if raw.startswith(bom):
             try:
-                return raw.decode(encoding), encoding.replace("-sig", "")
+                return raw.decode(encoding), encoding
             except UnicodeDecodeError as error:
                 raise InvalidInput(f"{path} starts with a {encoding.upper()} byte-order mark but byte {error.start} "
                                    f"is not valid {encoding.upper()}.", hint="Save the file as UTF-8 CSV.") from None
@@ -99,7 +99,7 @@ def _decode(path: Path, raw: bytes) -> tuple[str, str]:
     if sample and sample.count(0) > len(sample) // 4:
         raise InvalidInput(f"{path} looks like UTF-16 or UTF-32 without a byte-order mark (a quarter of its bytes "
                            "are NUL).", hint="Save the file as UTF-8 CSV, or as UTF-16 with a byte-order mark.")
-    return raw.decode("utf-8", errors="surrogateescape"), "utf-8"
+    return raw.removeprefix(codecs.BOM_UTF8).decode("utf-8", errors="surrogateescape"), "utf-8"
 
 
 def _sniff_delimiter(text: str) -> str:

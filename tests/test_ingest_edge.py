@@ -158,9 +158,11 @@ def test_utf16_with_a_bom_and_semicolons_ingest(tmp_path, catalog):
     assert (item.title, item.price, item.text) == ("Café crème mug", 12.5, "Café crème mug\nA mug, for coffee")
 
 
-def test_tab_delimited_utf8_with_bom_ingests(tmp_path, catalog):
-    report = ingest_bytes(catalog, tmp_path / "t.csv", "id\ttitle\tbrand\np1\tScarf, wool\tKnit".encode("utf-8-sig"))
-    assert not report.rejected and catalog.get("p1").attributes == {"brand": "Knit"}
+def test_tab_delimited_utf8_with_bom_ingests_and_a_latin1_row_is_rejected_alone(tmp_path, catalog):
+    data = "id\ttitle\tbrand\np1\tScarf, wool\tKnit\n".encode("utf-8-sig") + "p2\tCafé\tX\n".encode("cp1252")
+    report = ingest_bytes(catalog, tmp_path / "t.csv", data)
+    assert reasons(report) == {3: "non-UTF-8 bytes in column 'title'"}
+    assert catalog.get("p1").attributes == {"brand": "Knit"}
 
 
 @pytest.mark.parametrize("data, message", [
