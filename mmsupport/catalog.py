@@ -12,11 +12,10 @@ them while holding the table's write lock.
 
 from __future__ import annotations
 
-import csv
 import fcntl
 import hashlib
-import io
 import json
+import math
 import re
 import time
 from contextlib import contextmanager
@@ -26,6 +25,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from mmsupport.config import SAMPLE_DATA_DIR, Settings
+from mmsupport.csvfile import number_reader, read_csv
 from mmsupport.errors import CatalogError, InvalidInput
 
 if TYPE_CHECKING:
@@ -45,10 +45,14 @@ COLOUR_NAMES = ("colour", "color")
 FTS_OPTIONS = {"with_position": True, "stem": True, "remove_stop_words": False}
 #: Tables with at least this many rows get an ANN vector index (exact search is fast enough below).
 ANN_MIN_ROWS = 100_000
+#: Fragments (one per writing ingest) at which an ingest compacts the table.
+COMPACT_FRAGMENTS = 8
 #: Old versions kept for time travel; older ones are removed by :meth:`Catalog.cleanup`.
 KEEP_VERSIONS = timedelta(days=7)
 #: Seconds between looks for versions written by another process (say, a CLI ingest while the app runs).
 REFRESH_SECONDS = 2.0
+#: What a table name may be: it becomes a folder name inside the LanceDB folder, so no path parts.
+TABLE_NAME = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]{0,199}")
 
 
 @dataclass
@@ -68,6 +72,16 @@ class Item:
     score: float = 0.0
     similarity: float | None = None
 
+    def __post_init__(self):
+        # NaN and infinity are not JSON (older tables may hold such prices): they become "no value"
+        self.price = _finite(self.price)
+        self.similarity = _finite(self.similarity)
+        self.score = _finite(self.score) or 0.0
+
+    def to_dict(self) -> dict:
+        """The item as plain JSON-safe data (no NaN or infinity anywhere)."""
+        return asdict(self)
+
     @classmethod
     def from_row(cls, row: dict, score: float = 0.0, similarity: float | None = None) -> Item:
         core = {name: row.get(name) for name in CORE_COLUMNS}
@@ -75,6 +89,10 @@ class Item:
                       if key not in CORE_COLUMNS and key not in INTERNAL_COLUMNS and not key.startswith("_")
                       and value is not None}
         return cls(**core, attributes=attributes, score=float(score), similarity=similarity)
+
+
+def _finite(value: float | None) -> float | None:
+    return None if value is None or not math.isfinite(value) else float(value)
 
 
 @dataclass
@@ -118,12 +136,28 @@ class _Columns:
     attributes: dict[str, str]  # CSV header -> table column
 
 
+def _normalise(header: str) -> str:
+    return re.sub(r"[^0-9a-z_]+", "_", header.strip().lower()).strip("_") or "column"
+
+
 def _column_name(header: str) -> str:
     """A filter-friendly column name for an extra CSV header: ``" Primary Color"`` -> ``primary_color``."""
-    name = re.sub(r"[^0-9a-z_]+", "_", header.strip().lower()).strip("_") or "column"
+    name = _normalise(header)
     if name[0].isdigit() or name in CORE_COLUMNS or name in INTERNAL_COLUMNS:
         name = f"attr_{name}"
     return name
+
+
+def _check_headers(headers: list[str]) -> None:
+    """Refuse headers that would land in the same column (their values would overwrite each other)."""
+    groups: dict[str, list[str]] = {}
+    for header in headers:
+        groups.setdefault(_normalise(header), []).append(header)
+    clashes = [f"{', '.join(repr(h) for h in names)} all become column {name!r}"
+               for name, names in groups.items() if len(names) > 1]
+    if clashes:
+        raise InvalidInput(f"Some CSV headers name the same column: {'; '.join(clashes)}.",
+                           hint="Rename or remove the extra headers so each column has its own name.")
 
 
 def _pick(headers: list[str], flag_value: str | None, names: tuple[str, ...], flag: str) -> str | None:
@@ -139,6 +173,7 @@ def _pick(headers: list[str], flag_value: str | None, names: tuple[str, ...], fl
 
 
 def _map_columns(headers: list[str], *, id_col, title_col, text_cols, image_col) -> _Columns:
+    _check_headers(headers)
     found = ", ".join(headers) or "(none)"
     id_name = _pick(headers, id_col, ("id",), "--id-col")
     if id_name is None:
@@ -161,57 +196,33 @@ def _map_columns(headers: list[str], *, id_col, title_col, text_cols, image_col)
     return _Columns(id_name, title, text, image, kind, category, colour, price, attributes)
 
 
-def _read_csv(path: Path) -> tuple[list[str], list[tuple[int, list[str]]]]:
-    """Header and ``(line number, fields)`` rows. Bytes that are not UTF-8 survive as surrogates, so the row holding
-    them can be rejected alone."""
-    try:
-        raw = path.read_bytes()
-    except OSError as error:
-        raise InvalidInput(f"Cannot read {path}: {error.strerror}.", hint="Check the --csv path.") from None
-    text = raw.decode("utf-8-sig", errors="surrogateescape")
-    reader = csv.reader(io.StringIO(text, newline=""))
-    try:
-        header = next(reader)
-    except StopIteration:
-        raise InvalidInput(f"{path} is empty.", hint="Pass a CSV file with a header row.") from None
-    except csv.Error as error:
-        raise InvalidInput(f"{path} is not a readable CSV: {error}.",
-                           hint="Save it as comma-separated UTF-8.") from None
-    rows, line = [], reader.line_num + 1
-    while True:
-        try:
-            fields = next(reader)
-        except StopIteration:
-            break
-        except csv.Error as error:
-            raise InvalidInput(f"{path} line {line} is not valid CSV: {error}.",
-                               hint="Fix the quoting on that line.") from None
-        if any(f.strip() for f in fields):
-            rows.append((line, fields))
-        line = reader.line_num + 1
-    return [h.strip() for h in header], rows
+def _check_image(images_dir: Path, name: str) -> tuple[Path, bytes]:
+    """The resolved path and bytes of image ``name`` (relative to ``images_dir``); ``ValueError`` saying why it is
+    unusable. A path leading outside the folder (``..``, absolute, a symlink out) gets one message whether or not
+    its target exists."""
+    from mmsupport.images import MAX_BYTES, load_image
 
-
-def _check_image(path: Path) -> str | None:
-    """Why the image file is unusable, or ``None`` when it is a readable image."""
-    from mmsupport.images import load_image
-
+    root = images_dir.resolve()
+    path = (root / name).resolve()
+    if not path.is_relative_to(root):
+        raise ValueError(f"image {name!r} is not inside the images folder (give a path relative to it)")
     if not path.is_file():
-        return f"image file {path} does not exist"
+        raise ValueError(f"image {name!r} does not exist in the images folder")
+    if path.stat().st_size > MAX_BYTES:
+        raise ValueError(f"image {name!r} is larger than {MAX_BYTES // 2**20} MiB")
+    data = path.read_bytes()
     try:
-        load_image(path)
+        load_image(data)
     except Exception as error:  # noqa: BLE001 - any decoding failure rejects this row, not the ingest
-        return f"image file {path} is not a readable image ({error})"
-    return None
+        raise ValueError(f"image {name!r} is not a readable image ({getattr(error, 'message', error)})") from None
+    return path, data
 
 
 def _parse_rows(images_dir: Path, columns: _Columns, headers: list[str], rows):
     """Yield ``(line, record, None)`` for good rows and ``(line, None, reason)`` for bad ones."""
     seen: dict[str, int] = {}
+    read_price = number_reader(fields[headers.index(columns.price)] for _, fields in rows) if columns.price else None
     for line, fields in rows:
-        if len(fields) != len(headers):
-            yield line, None, f"has {len(fields)} fields, the header has {len(headers)}"
-            continue
         values = dict(zip(headers, fields))
         bad = next((h for h, v in values.items() if any("\udc80" <= ch <= "\udcff" for ch in v)), None)
         if bad is not None:
@@ -237,18 +248,18 @@ def _parse_rows(images_dir: Path, columns: _Columns, headers: list[str], rows):
         price = get(columns.price)
         if price is not None:
             try:
-                price = float(price.replace(",", ""))
-            except ValueError:
-                yield line, None, f"price {price!r} is not a number"
+                price = read_price(price)
+            except ValueError as error:
+                yield line, None, f"price {price!r} {error}"
                 continue
         image, image_digest = get(columns.image), ""
         if image is not None:
-            image_path = (images_dir / image).resolve()
-            problem = _check_image(image_path)
-            if problem:
-                yield line, None, problem
+            try:
+                image_path, image_bytes = _check_image(images_dir, image)
+            except ValueError as error:
+                yield line, None, str(error)
                 continue
-            image, image_digest = str(image_path), hashlib.sha1(image_path.read_bytes()).hexdigest()
+            image, image_digest = str(image_path), hashlib.sha1(image_bytes).hexdigest()
         title = get(columns.title) or text.split("\n")[0][:80]
         record = {"id": item_id, "kind": kind, "title": title, "text": text, "category": get(columns.category),
                   "colour": get(columns.colour), "price": price, "image": image}
@@ -275,6 +286,7 @@ class Catalog:
         ``create``, which returns an empty catalog whose first :meth:`ingest_csv` creates the table."""
         import lancedb
 
+        check_table_name(settings.table)
         Path(settings.db_dir).mkdir(parents=True, exist_ok=True)
         db = lancedb.connect(str(settings.db_dir))
         try:
@@ -384,19 +396,23 @@ class Catalog:
         anything is written. Unchanged rows are skipped, so ingesting the same file twice writes nothing.
         """
         csv_path = Path(csv_path)
-        headers, rows = _read_csv(csv_path)
-        columns = _map_columns(headers, id_col=id_col, title_col=title_col, text_cols=text_cols, image_col=image_col)
+        table = read_csv(csv_path)
+        columns = _map_columns(table.header, id_col=id_col, title_col=title_col, text_cols=text_cols,
+                               image_col=image_col)
         images_dir = Path(images_dir) if images_dir else csv_path.parent
-        records, rejected = [], []
-        for line, record, reason in _parse_rows(images_dir, columns, headers, rows):
+        records, rejected = [], [RejectedRow(line, reason) for line, reason in table.bad]
+        for line, record, reason in _parse_rows(images_dir, columns, table.header, table.rows):
             if record is None:
                 rejected.append(RejectedRow(line, reason))
             else:
                 records.append(record)
+        rejected.sort(key=lambda r: r.row)
         with self._write_lock():
             report = self._upsert(records, rejected, progress=progress)
             if self._table is not None:
-                self._index()
+                self._index()  # commits nothing when every row is indexed (a killed ingest may have left some)
+            if report.added or report.updated:
+                self._compact()
             self._cleanup()
         report.version = self.version
         return report
@@ -439,31 +455,44 @@ class Catalog:
         return report
 
     def _index(self) -> None:
-        """Bring the full-text and (on large tables) ANN indexes up to date with the data."""
+        """Bring the full-text and (on large tables) ANN indexes up to date with the data: one version when rows
+        were unindexed, none otherwise."""
         from lancedb.index import FTS
 
         indexes = _indexes(self._table)
         text_index = indexes.get(("text",))
         if text_index is None or not text_index.index_details.get("with_position"):
             self._table.create_index("text", config=FTS(**FTS_OPTIONS), replace=True)
+        elif self._table.index_stats(text_index.name).num_unindexed_rows:
+            self._table.to_lance().optimize.optimize_indices()
+            self._table.checkout_latest()
         if ("vector",) not in indexes and self._table.count_rows() >= ANN_MIN_ROWS:
             from mmsupport.retrieval import create_ann_index
 
             create_ann_index(self._table)
 
+    def _compact(self) -> None:
+        """Merge the table's fragments (each writing ingest adds one) once there are :data:`COMPACT_FRAGMENTS`: two
+        versions, the rewrite and the index remap."""
+        if len(self._table.to_lance().get_fragments()) >= COMPACT_FRAGMENTS:
+            self._table.optimize(cleanup_older_than=KEEP_VERSIONS, delete_unverified=True)
+
     def cleanup(self) -> None:
-        """Maintenance: fold new rows into the indexes, remove what interrupted writes left on disk and drop versions
-        older than :data:`KEEP_VERSIONS`. Every ingest does this too."""
+        """Maintenance: fold unindexed rows into the indexes, remove what interrupted writes left on disk and drop
+        versions older than :data:`KEEP_VERSIONS`. Every ingest does this too."""
         with self._write_lock():
+            if self._table is not None:
+                self._index()
             self._cleanup()
 
     def _cleanup(self) -> None:
+        """Remove leftovers and old versions; this commits no version."""
         if self._table is None:
             return
         root = Path(self.settings.db_dir) / f"{self.name}.lance"
         for leftover in root.rglob(".tmp*"):
             leftover.unlink(missing_ok=True)
-        self._table.optimize(cleanup_older_than=KEEP_VERSIONS, delete_unverified=True)
+        self._table.to_lance().cleanup_old_versions(older_than=KEEP_VERSIONS, delete_unverified=True)
 
     @contextmanager
     def _write_lock(self):
@@ -504,6 +533,14 @@ def _schema(attribute_names: list[str], dim: int):
     fields += [pa.field(name, pa.string()) for name in attribute_names]
     fields += [pa.field("vector", pa.list_(pa.float32(), dim)), pa.field("row_hash", pa.string())]
     return pa.schema(fields)
+
+
+def check_table_name(name: str) -> None:
+    """Raise :class:`InvalidInput` unless ``name`` is a plain table name (letters, digits, ``_``, ``-``, ``.``)."""
+    if not TABLE_NAME.fullmatch(name):
+        raise InvalidInput(f"The table name {name!r} is not allowed: a table is a folder inside the LanceDB folder.",
+                           hint="Use letters, digits, '_', '-' and '.', starting with a letter, digit or '_' "
+                           "(no '/' or '..'), e.g. --table shop.")
 
 
 def sql_literal(value: str | float) -> str:

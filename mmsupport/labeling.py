@@ -12,7 +12,7 @@ failures are recorded with the reason. The file is append-only and resumable: im
 in it are skipped, and each batch is written in one flushed write, so a kill loses at most the batch in flight.
 
 :func:`review_labels` turns records into the catalog's CSV shape (drop rows, override fields, rebalance categories),
-ready for ``Catalog.ingest_csv``; :func:`label_accuracy` compares records with human labels.
+which :func:`write_review` saves for ``Catalog.ingest_csv``; :func:`label_accuracy` compares records with human labels.
 """
 
 from __future__ import annotations
@@ -446,6 +446,14 @@ def review_labels(records: Iterable[dict], *, taxonomy: Taxonomy | None = None, 
         shuffled = table.sample(frac=1, random_state=seed)
         table = shuffled.groupby("subcategory").head(max_per_category).sort_values("id").reset_index(drop=True)
     return table
+
+
+def write_review(table, path: str | Path) -> Path:
+    """Save a reviewed table (from :func:`review_labels`) as the CSV to ingest, safe to open in a spreadsheet: cells
+    a spreadsheet would run as formulas get a leading ``'``, which ingest removes again."""
+    from mmsupport.csvfile import write_csv
+
+    return write_csv(path, list(table.columns), table.itertuples(index=False))
 
 
 def label_accuracy(records: Iterable[dict], truth, fields: Iterable[str] = ("category", "colour")) -> dict:
