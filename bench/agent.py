@@ -35,7 +35,7 @@ from fakes import ScriptedVLM  # noqa: E402
 
 from mmsupport.agent import NO_MATCH_COSINE, Agent  # noqa: E402
 from mmsupport.catalog import Catalog, ensure_sample_catalog  # noqa: E402
-from mmsupport.cli.eval_agent import evaluate_agent, load_conversations  # noqa: E402
+from mmsupport.evaluation import evaluate_agent, load_conversations  # noqa: E402
 from mmsupport.config import SAMPLE_DATA_DIR, load_settings  # noqa: E402
 
 RESULTS = REPO / "bench" / "results"
