@@ -33,7 +33,6 @@ notice that answers are shorter right now. Why the model failed goes to the log,
 from __future__ import annotations
 
 import dataclasses
-import json
 import logging
 import re
 import time
@@ -42,7 +41,7 @@ from dataclasses import dataclass, field
 from functools import cache
 from importlib import resources
 
-from mmsupport.catalog import Catalog, Item, sql_literal
+from mmsupport.catalog import Catalog, Item
 from mmsupport.config import Settings
 from mmsupport.errors import InvalidInput, MMSupportError, ModelUnavailable
 from mmsupport.extractive import ShortAnswers
@@ -50,7 +49,8 @@ from mmsupport.focus import Focus, Vocabulary, asked_variant, decide
 from mmsupport.handoff import Handoff, RecordedHandoff
 from mmsupport.images import load_image
 from mmsupport.intents import HANDOFF, SEARCH, Intent, classify
-from mmsupport.variants import Variants, find_variants
+from mmsupport.tools import TOOLS, Step, Toolbox
+from mmsupport.variants import Variants
 from mmsupport.vlm import VLM, Message
 
 logger = logging.getLogger(__name__)
@@ -64,8 +64,6 @@ IMAGE_TOKENS = 256
 CHARS_PER_TOKEN = 4
 #: Longest catalog text shown to the model per item.
 ITEM_TEXT_CHARS = 700
-#: Most results a tool call may ask for.
-MAX_TOOL_K = 10
 #: Words in a row shared with the system prompt that make a sentence a leak; shorter sentences leak when they are
 #: wholly a piece of the system prompt and at least LEAK_MIN_WORDS long.
 LEAK_WORDS = 8
@@ -78,40 +76,6 @@ TOOL_CALL = re.compile(r"<tool_call>(.*?)(?:</tool_call>|$)", re.S)
 MARKUP = re.compile(r"<\s*/?\s*(data|tool_call)\s*>", re.I)
 #: An answer that offers to pass the question to a person (a "yes" to it is a hand-off request).
 OFFER = re.compile(r"\b(?:pass|hand)\w*\b[^.?!]*\b(?:support|team|colleague|person)\b", re.I)
-
-#: Filters ``search_catalog`` accepts, and the SQL they become.
-FILTERS = {"kind": "kind = {}", "category": "category = {}", "colour": "lower(colour) = lower({})",
-           "min_price": "price >= {}", "max_price": "price <= {}"}
-
-TOOLS = [
-    {"type": "function", "function": {
-        "name": "search_catalog",
-        "description": "Search the shop's products and support articles.",
-        "parameters": {"type": "object", "properties": {
-            "query": {"type": "string", "description": "what to look for"},
-            "filters": {"type": "object", "description": "optional: kind (product|article), category, colour, "
-                                                         "min_price, max_price"},
-            "k": {"type": "integer", "description": f"how many results, 1-{MAX_TOOL_K}"},
-        }, "required": ["query"]}}},
-    {"type": "function", "function": {
-        "name": "get_item",
-        "description": "Fetch one catalog item by its id.",
-        "parameters": {"type": "object", "properties": {"id": {"type": "string"}}, "required": ["id"]}}},
-]
-
-
-@dataclass
-class Step:
-    """One tool call of a turn: which tool, with what, which items it returned and how long it took."""
-
-    tool: str
-    arguments: dict
-    result_ids: list[str]
-    seconds: float
-    error: str | None = None
-    #: Why the step ran as it did (for the turn's own search: whether the conversation's focus was used, and why).
-    note: str | None = None
-
 
 @dataclass
 class TurnResult:
@@ -184,25 +148,6 @@ def _shingles(text: str) -> set[tuple[str, ...]]:
     return {tuple(words[i:i + LEAK_WORDS]) for i in range(len(words) - LEAK_WORDS + 1)}
 
 
-def parse_tool_call(body: str) -> tuple[str, dict]:
-    """``(name, arguments)`` of a ``<tool_call>`` body; raises ``ValueError`` saying what is malformed."""
-    try:
-        call = json.loads(body)
-    except json.JSONDecodeError as error:
-        raise ValueError(f"the tool call is not valid JSON ({error.msg})") from None
-    if not isinstance(call, dict) or not isinstance(call.get("name"), str):
-        raise ValueError('a tool call needs {"name": ..., "arguments": {...}}')
-    arguments = call.get("arguments") or {}
-    if isinstance(arguments, str):
-        try:
-            arguments = json.loads(arguments)
-        except json.JSONDecodeError:
-            raise ValueError("the tool call's arguments are not valid JSON") from None
-    if not isinstance(arguments, dict):
-        raise ValueError("the tool call's arguments must be an object")
-    return call["name"], arguments
-
-
 class Agent:
     """Answers support and shopping questions from ``catalog``; ``vlm=None`` gives extractive answers.
 
@@ -245,10 +190,9 @@ class _Turn:
         self.history = history
         self.started = time.perf_counter()
         self.timings = {"describe": 0.0, "search": 0.0, "generate": 0.0}
-        self.steps: list[Step] = []
-        self.retrieved: dict[str, Item] = {}
-        self.numbered: list[Item] = []  # items in the order they were shown to the model, numbered from 1
-        self.numbers: dict[str, int] = {}
+        self.tools = Toolbox(self.catalog, self.settings, self.timings)
+        self.steps, self.retrieved = self.tools.steps, self.tools.retrieved
+        self.numbered, self.numbers = self.tools.numbered, self.tools.numbers  # in the order found, from 1
         self.flagged: list[str] = []
         self.notices: list[str] = []
         self.text = self._check(message or "", images)
@@ -388,36 +332,22 @@ class _Turn:
         if item is not None:
             asked, colour = asked_variant(self.text, Vocabulary.of(self.catalog))
             if asked:
-                variants = yield from self._variants(item, colour)
+                variants = yield from self.tools.variants(item, colour, f"focus used: {self.focus.reason}")
                 return variants.items, variants
         note = f"focus {'used' if self.focus.used else 'not used'}: {self.focus.reason}"
-        items = yield from self._search(self.query, {}, self.settings.top_k, note=note)
+        items = yield from self.tools.search(self.query, {}, self.settings.top_k, note=note)
         relevant = bool(Vocabulary.of(self.catalog).types_in(self.text)) or any(
-            self._best_cosine(q, items if q == self.query else []) >= NO_MATCH_COSINE
+            self.tools.best_cosine(q, items if q == self.query else []) >= NO_MATCH_COSINE
             for q in dict.fromkeys([self.query, self.text]) if q)
         self.no_match = not (items and relevant)
         if not self.no_match and any(descriptions) and items[0].kind == "product":
             asked, colour = asked_variant(self.text, Vocabulary.of(self.catalog))
             if asked:  # "do you have this bag in black?" with a photo of the bag
-                variants = yield from self._variants(items[0], colour)
+                variants = yield from self.tools.variants(items[0], colour, "about the product in the photo")
                 return variants.items, variants
         return items, None
 
-    def _variants(self, item: Item, colour: str | None):
-        """Run ``get_variants`` for ``item``: record the step, yield it, return the :class:`Variants`."""
-        started = time.perf_counter()
-        where, _ = self._where({})
-        variants = find_variants(self.catalog, item, colour, where=where, mode=self.settings.search_mode)
-        self._remember(variants.items)
-        found = "no variant in that colour" if colour and variants.match is None else "the family's variants"
-        step = Step("get_variants", {"id": item.id, "colour": colour}, [i.id for i in variants.items],
-                    time.perf_counter() - started, note=f"focus used: {self.focus.reason}; {found}")
-        self.timings["search"] += step.seconds
-        self.steps.append(step)
-        yield step
-        return variants
-
-    # -- answering ---------------------------------------------------------------------------------------------------
+    # -- responding --------------------------------------------------------------------------------------------------
 
     def _respond(self, items: list[Item], descriptions: list[str], variants: Variants | None):
         """The answer: "nothing matched", the model's answer or, without a model, the extractive one."""
@@ -450,97 +380,13 @@ class _Turn:
         short = ShortAnswers(self.catalog, self.prompts)
         return short.variants(variants) if variants is not None else short.answer(items, self.query)
 
-    # -- tools -----------------------------------------------------------------------------------------------------
-
-    def _where(self, filters: dict) -> tuple[str | None, list[str]]:
-        """SQL for the settings' category plus known ``filters``; the names of filters that were ignored."""
-        clauses = [f"category = {sql_literal(self.settings.category)}"] if self.settings.category else []
-        ignored = []
-        for name, value in filters.items():
-            if name in FILTERS and isinstance(value, (str, int, float)) and not isinstance(value, bool):
-                if name.endswith("price") and not isinstance(value, (int, float)):
-                    try:
-                        value = float(value)
-                    except ValueError:
-                        ignored.append(name)
-                        continue
-                clauses.append(FILTERS[name].format(sql_literal(value)))
-            else:
-                ignored.append(name)
-        return " AND ".join(clauses) or None, ignored
-
-    def _search(self, query: str, filters: dict, k: int, note: str | None = None):
-        """Run ``search_catalog``: record the step, yield it, return the items."""
-        started = time.perf_counter()
-        where, ignored = self._where(filters)
-        items = self.catalog.search(query, mode=self.settings.search_mode, k=k, where=where)
-        self._remember(items)
-        error = f"ignored unknown filters: {', '.join(ignored)}" if ignored else None
-        step = Step("search_catalog", {"query": query, "filters": filters, "k": k}, [item.id for item in items],
-                    time.perf_counter() - started, error, note)
-        self.timings["search"] += step.seconds
-        self.steps.append(step)
-        yield step
-        return items
-
-    def _get_item(self, item_id: str):
-        started = time.perf_counter()
-        item = self.catalog.get(item_id)
-        if item is not None:
-            self._remember([item])
-        step = Step("get_item", {"id": item_id}, [item.id] if item else [], time.perf_counter() - started,
-                    None if item else f"no item with id {item_id!r}")
-        self.timings["search"] += step.seconds
-        self.steps.append(step)
-        yield step
-        return [item] if item else []
-
-    def _remember(self, items: list[Item]) -> None:
-        for item in items:
-            if item.id not in self.retrieved:
-                self.retrieved[item.id] = item
-                self.numbered.append(item)
-                self.numbers[item.id] = len(self.numbered)
-
-    def _best_cosine(self, query: str, found: list[Item]) -> float:
-        """Cosine similarity of the query to its closest catalog item (within the category filter). Items ``found``
-        by a vector or hybrid search for this query carry their similarity, which saves a second search."""
-        if found and all(item.similarity is not None for item in found):
-            return max(item.similarity for item in found)
-        started = time.perf_counter()
-        where, _ = self._where({})
-        best = self.catalog.search(query, mode="vector", k=1, where=where)
-        self.timings["search"] += time.perf_counter() - started
-        return best[0].score if best else 0.0
-
     def _run_tool(self, body: str):
         """Execute one ``<tool_call>`` body; return the text the model gets back."""
-        prompts = self.agent.prompts
-        name, arguments = "invalid", {}
         try:
-            name, arguments = parse_tool_call(body)
-            if name == "search_catalog":
-                query = str(arguments.get("query") or "").strip()
-                if not query:
-                    raise ValueError("search_catalog needs a non-empty query")
-                filters = arguments.get("filters") or {}
-                if not isinstance(filters, dict):
-                    raise ValueError("search_catalog filters must be an object")
-                try:
-                    k = min(max(int(arguments.get("k") or self.settings.top_k), 1), MAX_TOOL_K)
-                except (TypeError, ValueError):
-                    k = self.settings.top_k
-                items = yield from self._search(query, filters, k)
-            elif name == "get_item":
-                items = yield from self._get_item(str(arguments.get("id") or ""))
-            else:
-                raise ValueError(f"unknown tool {name!r}; the tools are search_catalog and get_item")
-        except (ValueError, InvalidInput) as error:
-            step = Step(name, arguments, [], 0.0, str(error))
-            self.steps.append(step)
-            yield step
-            return prompts["tool_error"].format(error=error)
-        return prompts["tool_result"].format(tool=name, result=self._data(items))
+            name, items = yield from self.tools.call(body)
+        except ValueError as error:
+            return self.agent.prompts["tool_error"].format(error=error)
+        return self.agent.prompts["tool_result"].format(tool=name, result=self._data(items))
 
     # -- answering ---------------------------------------------------------------------------------------------------
 
