@@ -607,7 +607,10 @@ def family_name(title: str, group: str | None = None) -> str:
     """
     if group and group.strip():
         return group.strip()
-    return _VARIANT_SUFFIX.sub("", title).strip() or title.strip()
+    name, shorter = title.strip(), _VARIANT_SUFFIX.sub("", title).strip()
+    while shorter and shorter != name:  # "Tee - Blue / M": the size, then the colour
+        name, shorter = shorter, _VARIANT_SUFFIX.sub("", shorter).strip()
+    return name
 
 
 def split_sentences(text: str, *, skip: str | None = None) -> list[str]:

@@ -54,13 +54,21 @@ def test_eval_agent_reports_hit_rate_citation_validity_and_no_match(sample_catal
         {"id": "c", "turns": [{"message": "Do you have this leather work tote in black?",
                                "image": "data/images/P0096.png",
                                "relevant": ["P0097"], "expect_no_match": False}]},
+        {"id": "d", "turns": [
+            {"message": "Do you sell jackets?", "relevant": ["P0012"]},
+            {"message": "Do you sell backpacks?", "relevant": ["P0082", "P0090"], "tag": "topic_switch"},
+            {"message": "How do I wash a linen dress?", "relevant": ["A037"], "tag": "article"},
+            {"message": "How do I wash a linen dress?", "relevant": ["A031"], "tag": "article"}]},
     ]))
     assert main(["eval", "agent", "--conversations", str(conversations), "--db", str(sample_catalog_settings.db_dir),
                  "--model", NO_MODEL, "--json"]) == 0
     report = json.loads(capsys.readouterr().out)
-    assert (report["conversations"], report["turns"]) == (3, 4)
-    assert report["hit_rate"] == 1.0 and report["citation_validity"] == 1.0 and report["no_match_accuracy"] == 1.0
+    assert (report["conversations"], report["turns"]) == (4, 8)
+    assert report["citation_validity"] == 1.0 and report["no_match_accuracy"] == 1.0
     assert report["records"][1]["query"].startswith("Can I put it in the washing machine? Urban Loom Zip-Up Hoodie")
+    assert report["tags"]["topic_switch"] == {"turns": 1, "right": 1}
+    assert [r["quoted_from_relevant"] for r in report["records"][-2:]] == [True, False]  # the A031 label is wrong
+    assert report["quoted_from_relevant"] == 0.5 and report["quoted"] == 2
 
 
 def test_eval_agent_rejects_a_broken_conversations_file(tmp_path, capsys):
