@@ -210,6 +210,7 @@ class _Turn:
         if not self.images:
             self.intent = classify(self.text, offered_handoff=self._offered_handoff())
         if self.intent.name != SEARCH:
+            self.focus.reason = f"not a search: {self.intent.reason}"
             answer = yield from self._reply()
             yield self._result(answer)
             return

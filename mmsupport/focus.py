@@ -69,12 +69,15 @@ class Vocabulary:
 
     @classmethod
     def of(cls, catalog: Catalog) -> Vocabulary:
-        """Read from the catalog (its distinct values are cached per table version)."""
-        names = [*catalog.distinct("category", kind="product"), *catalog.distinct("family", kind="product")]
-        for column in TYPE_COLUMNS:
-            names += catalog.distinct(column, kind="product")
-        types = {head for head in map(_head, names) if head}
-        return cls(types, {colour.lower() for colour in catalog.distinct("colour", kind="product")})
+        """Read from the catalog once per table version."""
+        cache = catalog.view().cache
+        if "vocabulary" not in cache:
+            names = [*catalog.distinct("category", kind="product"), *catalog.distinct("family", kind="product")]
+            for column in TYPE_COLUMNS:
+                names += catalog.distinct(column, kind="product")
+            types = {head for head in map(_head, names) if head}
+            cache["vocabulary"] = cls(types, {c.lower() for c in catalog.distinct("colour", kind="product")})
+        return cache["vocabulary"]
 
     def types_in(self, text: str) -> set[str]:
         """The product types ``text`` names."""

@@ -92,10 +92,11 @@ def test_tiny_real_vlm_runs_whole_turns_on_the_sample_catalog(tiny_vlm_dir, samp
     for result in (first, second):
         retrieved = {item.id for item in result.items}
         assert result.answer.strip() and set(result.citations) <= retrieved
-        assert result.steps and result.steps[0].tool == "search_catalog"
+        assert result.steps and result.steps[0].tool in ("search_catalog", "get_variants")
         assert "<tool_call>" not in result.answer
     assert first.timings["describe"] > 0 and first.timings["generate"] > 0 and not first.no_match
     assert vlm.describe(photo) in second.query  # the first turn's photo still counts
+    assert second.steps[0].tool == "get_variants" and second.steps[0].arguments["colour"] == "blue"
 
 
 @pytest.mark.slow
