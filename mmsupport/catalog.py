@@ -422,8 +422,8 @@ class Catalog:
                                               filter=f"id = {sql_literal(item_id)}")
                 if table.num_rows and table.column("sentences")[0].is_valid:
                     sentences = table.column("sentences")[0].as_py()
-                    inner = table.column("sentence_vectors").combine_chunks().flatten()
-                    vectors = inner.flatten().to_numpy().reshape(len(sentences), inner.type.list_size)
+                    flat = table.column("sentence_vectors").combine_chunks().flatten().to_numpy()
+                    vectors = flat.reshape(len(sentences), -1) if sentences else vectors
             view.cache[key] = (sentences, vectors)
         return view.cache[key]
 
@@ -516,10 +516,9 @@ class Catalog:
         sentences = [split_sentences(r["text"], skip=r["title"]) for r in records]
         flat = [sentence for row in sentences for sentence in row]
         vectors = self.embedder.embed(flat) if flat else np.empty((0, dim), dtype=np.float32)
-        offsets = np.cumsum([0, *map(len, sentences)]).astype(np.int32)
-        inner = pa.FixedSizeListArray.from_arrays(pa.array(vectors.reshape(-1)), dim)
+        offsets = (np.cumsum([0, *map(len, sentences)]) * dim).astype(np.int32)
         return {"family": pa.array(families, pa.string()), "sentences": pa.array(sentences, pa.list_(pa.string())),
-                "sentence_vectors": pa.ListArray.from_arrays(pa.array(offsets), inner)}
+                "sentence_vectors": pa.ListArray.from_arrays(pa.array(offsets), pa.array(vectors.reshape(-1)))}
 
     def _index(self) -> None:
         """Bring the full-text and (on large tables) ANN indexes up to date with the data."""
@@ -587,9 +586,10 @@ def _schema(attribute_names: list[str], dim: int):
 
     fields = [pa.field(name, pa.float64() if name == "price" else pa.string()) for name in CORE_COLUMNS]
     fields += [pa.field(name, pa.string()) for name in attribute_names]
+    # Sentence vectors are kept flat (n * dim floats): LanceDB takes a list of fixed-size lists for a second vector
+    # column, and then table.search(vector) would have to be told which one to search.
     fields += [pa.field("vector", pa.list_(pa.float32(), dim)), pa.field("row_hash", pa.string()),
-               pa.field("sentences", pa.list_(pa.string())),
-               pa.field("sentence_vectors", pa.list_(pa.list_(pa.float32(), dim)))]
+               pa.field("sentences", pa.list_(pa.string())), pa.field("sentence_vectors", pa.list_(pa.float32()))]
     return pa.schema(fields)
 
 

@@ -50,6 +50,8 @@ def test_sentences_are_embedded_once_at_ingest_and_kept(catalog):
     expected = catalog.embedder.embed(sentences)
     assert vectors.shape == expected.shape and np.allclose((vectors * expected).sum(1), 1.0, atol=1e-4)
     assert split_sentences("One. Two?\nThree") == ["One.", "Two?", "Three"]
+    hits = catalog.table.search(expected[0]).limit(1).to_list()  # still one vector column for LanceDB to infer
+    assert hits[0]["id"] in {"j1", "j2"}
 
 
 def test_a_table_without_the_derived_columns_gets_them_on_the_next_ingest(catalog):
