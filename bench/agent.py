@@ -35,11 +35,13 @@ from fakes import ScriptedVLM  # noqa: E402
 
 from mmsupport.agent import NO_MATCH_COSINE, Agent  # noqa: E402
 from mmsupport.catalog import Catalog, ensure_sample_catalog  # noqa: E402
-from mmsupport.cli.eval_agent import evaluate_agent, load_conversations  # noqa: E402
+from mmsupport.evaluation import evaluate_agent, load_conversations  # noqa: E402
 from mmsupport.config import SAMPLE_DATA_DIR, load_settings  # noqa: E402
 from machine import write_result  # noqa: E402
 
 RESULTS = REPO / "bench" / "results"
+#: Agent overhead per turn (p50, scripted model) the issue asks for, with the follow-up, intent and variant checks.
+BAR_MS = 30
 #: Questions a clothing shop cannot answer with a product.
 OFF_TOPIC = [
     "Do you sell lawn mowers?", "Do you sell dog food?", "car tyres for a hatchback", "Do you sell washing machines?",
@@ -153,13 +155,14 @@ def main() -> None:
                                 load_conversations(SAMPLE_DATA_DIR / "conversations.jsonl"), progress=False)
         sample = Catalog.open(sample_settings)
         sample_cosines = [(sample.search(r["query"], mode="vector", k=1)[0].score, r["expect_no_match"])
-                          for r in report["records"]]
+                          for r in report["records"] if r["query"]]
 
     result = {
         "catalog_rows": len(catalog), "search_mode": settings.search_mode, "top_k": settings.top_k,
         "scripted_model": summary(scripted_rows),
         "tiny_random_vlm": summary(tiny_rows),
-        "bar_overhead_p50_ms": 50, "meets_bar": statistics.median(r["overhead_ms"] for r in scripted_rows) <= 50,
+        "bar_overhead_p50_ms": BAR_MS,
+        "meets_bar": statistics.median(r["overhead_ms"] for r in scripted_rows) <= BAR_MS,
         "load_average_1m_at_end": round(os.getloadavg()[0], 1),
         "no_match_threshold": NO_MATCH_COSINE,
         "calibration": {
@@ -198,7 +201,7 @@ def plot(scripted_rows, tiny_rows, on_topic, off_topic, sample_cosines) -> None:
                   [r["overhead_ms"] for r in tiny_rows], [r["model_ms"] for r in tiny_rows]], showfliers=False)
     left.set_xticks([1, 2, 3, 4], ["overhead\n(scripted)", "overhead minus\nquery embedding", "overhead\n(tiny VLM)",
                                    "model time\n(tiny VLM)"])
-    left.axhline(50, color="red", linestyle="--", label="50 ms bar")
+    left.axhline(BAR_MS, color="red", linestyle="--", label=f"{BAR_MS} ms bar")
     left.set_ylabel("ms per turn")
     left.set_title("Agent turn on a 12k-row catalog")
     left.legend()

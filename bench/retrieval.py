@@ -12,7 +12,6 @@ gives the catalog's own part. Run on an idle machine: other load changes the fig
 import argparse
 import csv
 import json
-import os
 import statistics
 import tempfile
 import time

@@ -1226,12 +1226,104 @@ def build_conversations(products: list[dict[str, str]], articles: list[dict[str,
         [("Do you sell lawn mowers?", None, none),
          ("What about garden hoses?", None, none)],
     ]
+    # Topic switches: the second turn names a kind of thing of its own and must not inherit the first turn's focus.
+    switches = [
+        [("Do you sell jackets?", None, p("Down Puffer Jacket") + p("Stormshell Rain Jacket")
+          + p("Waxed Cotton Field Jacket"), None),
+         ("Do you sell backpacks?", None, p("Commuter 22L Backpack") + p("Trail 30L Hiking Backpack")
+          + p("Roll-Top Waterproof Backpack"), "topic_switch")],
+        [("I'm looking for a linen dress", None, p("Linen Midi Dress"), None),
+         ("What about sandals?", None, p("Trek Sport Sandal") + p("Cork Two-Strap Sandal") + p("Recovery Slide"),
+          "topic_switch")],
+        [("Do you have slim fit jeans?", None, p("Slim Fit Stretch Jeans"), None),
+         ("And a lawnmower?", None, none, "topic_switch")],
+        [("Show me your field jackets", None, p("Waxed Cotton Field Jacket"), None),
+         ("Any rain jackets?", None, p("Stormshell Rain Jacket"), "topic_switch")],
+        [("Noise cancelling headphones for the office", None, p("Studio ANC Headphones"), None),
+         ("Do you have kids headphones?", None, p("Kids Headphones"), "topic_switch")],
+        [("I need a power bank for travelling", None, p("10000 mAh Power Bank"), None),
+         ("Do you sell speakers too?", None, p("Go Mini Bluetooth Speaker") + p("Wave 360 Bluetooth Speaker")
+          + p("Party Max Speaker"), "topic_switch")],
+    ]
+    # Variant questions: the family of the item in focus has the colour, or has not (then the closest items of that
+    # colour and type are relevant).
+    variants = [
+        [("I like the waxed cotton field jacket", None, p("Waxed Cotton Field Jacket"), None),
+         ("Do you have it in black?", None, p("Down Puffer Jacket", "black") + p("Stormshell Rain Jacket", "black"),
+          "variant")],
+        [("Show me the Commuter 22L backpack", None, p("Commuter 22L Backpack"), None),
+         ("Is it available in navy?", None, p("Commuter 22L Backpack", "navy"), "variant")],
+        [("The Court Classic sneaker looks nice", None, p("Court Classic Sneaker"), None),
+         ("Do they come in black?", None, p("Runner 2 Running Shoe", "black") + p("Trail Runner GTX", "black"),
+          "variant")],
+        [("I want the Party Max speaker", None, p("Party Max Speaker"), None),
+         ("In purple?", None, p("Party Max Speaker", "purple"), "variant")],
+    ]
+    # One question per support article, in a shopper's words; without a model the answer quotes the article.
+    articles_asked = [([(question, None, a(title), "article")]) for title, question in ARTICLE_QUESTIONS.items()]
+    scripts = [[(*turn, None) for turn in script] for script in scripts] + switches + variants + articles_asked
     return [
         {"id": f"c{i:02d}", "turns": [
-            {"message": message, "image": image, "relevant": relevant, "expect_no_match": not relevant}
-            for message, image, relevant in turns]}
+            {"message": message, "image": image, "relevant": relevant, "expect_no_match": not relevant,
+             **({"tag": tag} if tag else {})}
+            for message, image, relevant, tag in turns]}
         for i, turns in enumerate(scripts, start=1)
     ]
+
+
+#: A shopper's question for each support article (by title), for the extractive-answer evaluation.
+ARTICLE_QUESTIONS = {
+    "Smartwatch button flashing red": "Why does the side button on my Pulse watch keep flashing red?",
+    "Headset blinking blue means pairing mode": "My Sonora headset light blinks blue quickly, what is it doing?",
+    "How to reset the Auralis Buds X earbuds": "How do I reset my Buds X?",
+    "Auralis Buds Lite: one earbud not playing sound": "Only one of my Buds Lite earbuds plays sound",
+    "Smartwatch not charging": "My Pulse watch won't charge on its charger",
+    "Bluetooth speaker won't pair": "My Boomly speaker doesn't show up in Bluetooth on my phone",
+    "Bluetooth speaker sound cuts out": "The music on my Boomly speaker keeps dropping out",
+    "Fitness band not syncing with the app": "My Vireo band's sleep data doesn't appear in the app",
+    "Phone charging slowly with a Voltix charger": "Why is my phone charging so slowly on the Voltix charger?",
+    "Wireless charging stand light blinking orange": "What does the blinking orange light on the charging stand mean?",
+    "Noise cancelling not working on Studio ANC headphones": "The ANC on my Studio headphones barely blocks any noise",
+    "Smartwatch heart-rate readings look wrong": "My watch shows a strange heart rate during workouts",
+    "Smartwatch GPS not connecting": "My Pulse watch can't find a GPS signal",
+    "Earbud charging case not charging": "My Auralis earbud case won't charge",
+    "Power bank not charging my phone": "My Voltix power bank doesn't charge my phone",
+    "Fitness band screen won't turn on": "The screen of my Vireo band stays black",
+    "Headset microphone not picking up my voice": "People can't hear me through the H7 headset mic",
+    "Jacket zip stuck or separating": "The zip on my Fjellhus jacket keeps splitting open",
+    "Returns within 30 days": "How many days do I have to send something back?",
+    "How to start a return online": "How do I start a return on your website?",
+    "Exchanging an item for another size or colour": "Can I swap my order for a different size?",
+    "When will I get my refund?": "How long until my refund arrives?",
+    "Returning opened earbuds, headphones or electronics": "Can I return headphones I have already opened?",
+    "Returning a gift": "I got a present from your shop that I don't want, can I return it?",
+    "Warranty claim for a torn seam": "A seam on my shirt tore, is that covered?",
+    "Electronics warranty: two years": "How long is the warranty on your electronics?",
+    "Boot or shoe sole coming apart": "The sole of my Stride shoes is separating from the shoe",
+    "Battery life warranty for smartwatches and earbuds": "My earbud battery barely lasts anymore, is that "
+                                                          "covered by warranty?",
+    "What the warranty does not cover": "Does the warranty cover accidental damage like a drop?",
+    "Bag zip or strap broken": "The strap on my Packwell backpack broke",
+    "Washing a down jacket": "Can I put my down puffer in the washing machine?",
+    "Caring for leather boots": "How do I look after my leather boots?",
+    "Cleaning white sneakers": "How do I get my white sneakers clean again?",
+    "Washing jeans without fading": "How do I wash my jeans so they don't fade?",
+    "Re-waxing a waxed cotton jacket": "When should I re-wax my waxed jacket?",
+    "Cleaning earbuds and the charging case": "How should I clean my earbuds and their case?",
+    "Caring for a linen dress": "How do I wash a linen dress?",
+    "Reproofing a rain jacket": "Water no longer beads on my rain jacket, what do I do?",
+    "Cleaning a canvas tote or backpack": "How can I clean a dirty canvas tote?",
+    "Smartwatch strap cleaning and water exposure": "Can I wear my Pulse watch in the shower?",
+    "Shipping times and costs": "How much is delivery?",
+    "Tracking your order": "Where do I find the tracking link for my order?",
+    "International shipping and customs": "Do you deliver to Australia?",
+    "Parcel damaged or missing": "My tracking says delivered but there is no parcel",
+    "Sneaker sizing guide": "What size Stride sneakers should I order?",
+    "Jeans size and fit guide": "How do I measure myself for Kestrel jeans?",
+    "Dress and t-shirt size guide": "Which t-shirt size fits a 92 cm chest?",
+    "Boot sizing and breaking in": "How do I break in new hiking boots?",
+    "Smartwatch and band strap sizes": "Will the watch strap fit my small wrist?",
+}
 
 
 # --- writing ---------------------------------------------------------------------------------------------------------

@@ -4,31 +4,38 @@ A turn runs in this order:
 
 1. **Check** the message: empty → :class:`InvalidInput`; longer than ``settings.max_message_chars`` → truncated with a
    notice.
-2. **Describe** each photo with the VLM (cached per image by :meth:`VLM.describe`).
-3. **Build the search query** from the text and the descriptions. A follow-up without a new photo ("do you have it in
-   blue?", "how do I reset it?") also gets the conversation's focus: the latest earlier photo's description and the
-   item the assistant last cited (or last found), so it resolves against the item being discussed.
-4. **Retrieve** with ``settings.search_mode``, ``settings.category`` and ``settings.top_k`` (step 1,
-   ``search_catalog``). When the best cosine similarity between the retrieved items and the query (or between the
-   catalog and the customer's own words, so a poor photo description cannot hide a match) is below
-   :data:`NO_MATCH_COSINE`, the turn ends with an honest "nothing matched" and a human handoff; no model call, so no
-   invented product.
-5. **Answer**: the VLM sees the system rules, the trimmed history and the current message with the retrieved items as
+2. **Intent** (:mod:`mmsupport.intents`): a request for a person opens a hand-off (:mod:`mmsupport.handoff`); thanks,
+   goodbye and small talk get a short reply. None of them is searched.
+3. **Describe** each photo with the VLM (cached per image by :meth:`VLM.describe`). A photo with no words and no model
+   to look at it gets a friendly request to say what the product is.
+4. **Focus** (:mod:`mmsupport.focus`): a message that refers back to the item being discussed ("is it waterproof?",
+   "in black?") and names no other product type is searched with the conversation's focus (the latest earlier photo's
+   description and the item the assistant last cited, or last found); anything else is searched on its own. The search
+   step's ``note`` says which and why.
+5. **Retrieve** with ``settings.search_mode``, ``settings.category`` and ``settings.top_k`` (step ``search_catalog``).
+   A variant question about the item in focus ("do you have it in black?") reads that item's family instead (step
+   ``get_variants``, :mod:`mmsupport.variants`). When the best cosine similarity between the retrieved items and the
+   query (or between the catalog and the customer's own words, so a poor photo description cannot hide a match) is
+   below :data:`NO_MATCH_COSINE`, the turn ends with an honest "nothing matched" and offers a person; no model call,
+   so no invented product.
+6. **Answer**: the VLM sees the system rules, the trimmed history and the current message with the retrieved items as
    numbered data between ``<data>`` tags, one JSON object per item. Every text from customers, catalog rows and photo
-   descriptions is cleaned by :mod:`mmsupport.safety` first, so none can end the data block or fake a tool call. Models whose chat template takes tools may call ``search_catalog`` and
-   ``get_item`` until ``settings.max_agent_steps`` steps are used; every step is recorded.
-6. **Verify**: ``[id]`` citations of items not retrieved in this turn are removed and flagged (``[n]`` pointing at data
+   descriptions is cleaned by :mod:`mmsupport.safety` first, so none can end the data block or fake a tool call.
+   Models whose chat template takes tools may call ``search_catalog`` and ``get_item`` until
+   ``settings.max_agent_steps`` steps are used; every step is recorded.
+7. **Verify**: ``[id]`` citations of items not retrieved in this turn are removed and flagged (``[n]`` pointing at data
    item *n* becomes its id); sentences that repeat the system prompt are removed, also when disguised with zero-width
    or look-alike characters or base64; tool-call markup never reaches the customer.
 
-Without a VLM (``vlm=None``, or the model fails mid-turn) the answer lists the retrieved items with citations and says
-the model is unavailable.
+Without a VLM (``vlm=None``, or the model fails mid-turn) the answer is extractive (:mod:`mmsupport.extractive`): the
+sentences of the best article that answer the question, or one line per product, quoted and cited, after a plain
+notice that answers are shorter right now. Why the model failed goes to the log, not to the shopper.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import json
+import logging
 import math
 import re
 import time
@@ -37,12 +44,20 @@ from dataclasses import dataclass, field
 from functools import cache
 from importlib import resources
 
-from mmsupport.catalog import Catalog, Item, sql_literal
+from mmsupport.catalog import Catalog, Item
 from mmsupport.config import Settings
-from mmsupport.errors import InvalidInput, ModelUnavailable
+from mmsupport.errors import InvalidInput, MMSupportError, ModelUnavailable
+from mmsupport.extractive import ShortAnswers
+from mmsupport.focus import Focus, Vocabulary, asked_variant, decide
+from mmsupport.handoff import Handoff, RecordedHandoff
 from mmsupport.images import load_image
 from mmsupport.safety import clean, data_line, decoded_runs, normalize, readings
+from mmsupport.intents import HANDOFF, SEARCH, Intent, classify
+from mmsupport.tools import TOOLS, Step, Toolbox
+from mmsupport.variants import Variants
 from mmsupport.vlm import VLM, Message
+
+logger = logging.getLogger(__name__)
 
 #: Below this cosine similarity between the turn's search query and its closest catalog item, nothing matches.
 #: Calibrated with ``bench/agent.py --calibrate`` (README, "Agent"): matching turns of data/conversations.jsonl and
@@ -53,8 +68,6 @@ IMAGE_TOKENS = 256
 CHARS_PER_TOKEN = 4
 #: Longest catalog text shown to the model per item.
 ITEM_TEXT_CHARS = 700
-#: Most results a tool call may ask for.
-MAX_TOOL_K = 10
 #: Words in a row shared with the system prompt that make a sentence a leak; shorter sentences leak when they are
 #: wholly a piece of the system prompt and at least LEAK_MIN_WORDS long.
 LEAK_WORDS = 8
@@ -63,42 +76,8 @@ LEAK_MIN_WORDS = 4
 #: ``[P0001]``-style citations: a bracketed token that contains a digit and no spaces.
 CITATION = re.compile(r"\[([A-Za-z_\-]*\d[\w.\-]*)\]")
 TOOL_CALL = re.compile(r"<tool_call>(.*?)(?:</tool_call>|$)", re.S)
-#: Words that make a message refer back to the item being discussed.
-FOLLOW_UP = re.compile(r"\b(it|its|it's|them|they|their|this|these|that|those|one|ones|same|mine)\b", re.I)
-#: Messages this short without a photo are follow-ups too ("In pink?").
-SHORT_FOLLOW_UP_WORDS = 4
-
-#: Filters ``search_catalog`` accepts, and the SQL they become.
-FILTERS = {"kind": "kind = {}", "category": "category = {}", "colour": "lower(colour) = lower({})",
-           "min_price": "price >= {}", "max_price": "price <= {}"}
-
-TOOLS = [
-    {"type": "function", "function": {
-        "name": "search_catalog",
-        "description": "Search the shop's products and support articles.",
-        "parameters": {"type": "object", "properties": {
-            "query": {"type": "string", "description": "what to look for"},
-            "filters": {"type": "object", "description": "optional: kind (product|article), category, colour, "
-                                                         "min_price, max_price"},
-            "k": {"type": "integer", "description": f"how many results, 1-{MAX_TOOL_K}"},
-        }, "required": ["query"]}}},
-    {"type": "function", "function": {
-        "name": "get_item",
-        "description": "Fetch one catalog item by its id.",
-        "parameters": {"type": "object", "properties": {"id": {"type": "string"}}, "required": ["id"]}}},
-]
-
-
-@dataclass
-class Step:
-    """One tool call of a turn: which tool, with what, which items it returned and how long it took."""
-
-    tool: str
-    arguments: dict
-    result_ids: list[str]
-    seconds: float
-    error: str | None = None
-
+#: An answer that offers to pass the question to a person (a "yes" to it is a hand-off request).
+OFFER = re.compile(r"\b(?:pass|hand)\w*\b[^.?!]*\b(?:support|team|colleague|person)\b", re.I)
 
 @dataclass
 class TurnResult:
@@ -108,7 +87,9 @@ class TurnResult:
     the ids the answer cites (all among ``items``), ``flagged`` what verification removed, ``timings`` seconds per
     phase (``describe``, ``search``, ``generate``, ``total`` and ``overhead`` = total minus model time), ``history``
     the conversation including this turn, ready to pass to the next one (its assistant message also carries
-    ``item_ids``: the cited items, or the retrieved ones when the answer cites none, so follow-ups find the item).
+    ``item_ids``: the cited items, or the retrieved ones when the answer cites none, so follow-ups find the item, and
+    ``offered_handoff``). ``intent`` is what the message asked for (:mod:`mmsupport.intents`), ``focus`` whether the
+    conversation's focus was used (``{"used", "reason", "item"}``) and ``handoff`` the reference of a hand-off opened.
     """
 
     answer: str
@@ -121,6 +102,9 @@ class TurnResult:
     query: str = ""
     notices: list[str] = field(default_factory=list)
     history: list[Message] = field(default_factory=list, repr=False)
+    intent: str = SEARCH
+    focus: dict = field(default_factory=dict)
+    handoff: str | None = None
 
     def to_dict(self) -> dict:
         """Plain JSON (``history`` left out: it may hold images)."""
@@ -166,32 +150,17 @@ def _shingles(text: str) -> set[tuple[str, ...]]:
     return {tuple(words[i:i + LEAK_WORDS]) for i in range(len(words) - LEAK_WORDS + 1)}
 
 
-def parse_tool_call(body: str) -> tuple[str, dict]:
-    """``(name, arguments)`` of a ``<tool_call>`` body; raises ``ValueError`` saying what is malformed."""
-    try:
-        call = json.loads(body)
-    except json.JSONDecodeError as error:
-        raise ValueError(f"the tool call is not valid JSON ({error.msg})") from None
-    if not isinstance(call, dict) or not isinstance(call.get("name"), str):
-        raise ValueError('a tool call needs {"name": ..., "arguments": {...}}')
-    arguments = call.get("arguments") or {}
-    if isinstance(arguments, str):
-        try:
-            arguments = json.loads(arguments)
-        except json.JSONDecodeError:
-            raise ValueError("the tool call's arguments are not valid JSON") from None
-    if not isinstance(arguments, dict):
-        raise ValueError("the tool call's arguments must be an object")
-    return call["name"], arguments
-
-
 class Agent:
-    """Answers support and shopping questions from ``catalog``; ``vlm=None`` gives retrieval-only answers."""
+    """Answers support and shopping questions from ``catalog``; ``vlm=None`` gives extractive answers.
 
-    def __init__(self, vlm: VLM | None, catalog: Catalog, settings: Settings):
+    ``handoff`` passes conversations to a person when asked (default: :class:`RecordedHandoff` beside the feedback
+    log)."""
+
+    def __init__(self, vlm: VLM | None, catalog: Catalog, settings: Settings, handoff: Handoff | None = None):
         self.vlm = vlm
         self.catalog = catalog
         self.settings = settings
+        self.handoff = handoff or RecordedHandoff.from_settings(settings)
         self.prompts = prompts()
         self.system = self.prompts["system"] + ("\n" + self.prompts["tools"] if vlm and vlm.supports_tools else "")
         self.system_words = " " + " ".join(_words(self.system)) + " "
@@ -219,58 +188,46 @@ class _Turn:
 
     def __init__(self, agent: Agent, message: str, images: list, history: list[Message]):
         self.agent, self.settings, self.catalog, self.vlm = agent, agent.settings, agent.catalog, agent.vlm
+        self.prompts = agent.prompts
         self.history = history
         self.started = time.perf_counter()
         self.timings = {"describe": 0.0, "search": 0.0, "generate": 0.0}
-        self.steps: list[Step] = []
-        self.retrieved: dict[str, Item] = {}
-        self.numbered: list[Item] = []  # items in the order they were shown to the model, numbered from 1
-        self.numbers: dict[str, int] = {}
+        self.tools = Toolbox(self.catalog, self.settings, self.timings)
+        self.steps, self.retrieved = self.tools.steps, self.tools.retrieved
+        self.numbered, self.numbers = self.tools.numbered, self.tools.numbers  # in the order found, from 1
         self.flagged: list[str] = []
         self.notices: list[str] = []
         self.text = self._check(message or "", images)
         self.images = [load_image(image, max_side=self.settings.image_max_side) for image in images]
+        self.intent = Intent(SEARCH, "a question for the catalog")
+        self.focus = Focus(reason="the message has its own photo" if images else "the conversation has just started")
+        self.query = ""
+        self.no_match = False
+        self.offered_handoff = False
+        self.reference: str | None = None
 
     # -- the turn ------------------------------------------------------------------------------------------------
 
     def run(self) -> Iterator:
-        prompts = self.agent.prompts
+        if not self.images:
+            self.intent = classify(self.text, offered_handoff=self._offered_handoff())
+        if self.intent.name != SEARCH:
+            self.focus.reason = f"not a search: {self.intent.reason}"
+            answer = yield from self._reply()
+            yield self._result(answer)
+            return
         descriptions = [self._describe(image) for image in self.images]
-        focus, context = self._context() if self._is_follow_up() else ([], [])
-        query = " ".join([self.text, *descriptions, *focus]).strip()
-        if not query:
-            raise InvalidInput("There is nothing to search for: the message is empty and no vision model is loaded "
-                               "to describe the photo.", hint="Describe the product or the problem in words.")
-        items = yield from self._search(query, {}, self.settings.top_k)
-        relevant = any(self._best_cosine(q, items if q == query else []) >= NO_MATCH_COSINE
-                       for q in dict.fromkeys([query, self.text]) if q)
-        no_match = not (items and relevant)
-        if no_match:
-            answer = prompts["no_match"]
+        if not self.text and not any(descriptions):
+            answer = self.prompts["photo_only"]
             yield answer
-        elif self.vlm is None:
-            answer = self._retrieval_only()
-            yield answer
-        else:
-            try:
-                answer = yield from self._answer(descriptions, context)
-            except ModelUnavailable as error:
-                self.notices.append(f"The model failed during this turn: {error}")
-                answer = self._retrieval_only()
-                yield "\n\n" + answer
-            answer = self._finish(answer)
-        for notice in reversed(self.notices):
-            answer = f"{notice}\n\n{answer}"
-        total = time.perf_counter() - self.started
-        self.timings.update(total=total, overhead=total - self.timings["describe"] - self.timings["generate"])
-        citations = list(dict.fromkeys(CITATION.findall(answer)))
-        user = {"role": "user", "content": [*({"type": "image", "image": image} for image in self.images),
-                                            {"type": "text", "text": self.text}]}
-        yield TurnResult(
-            answer=answer, citations=citations, items=[] if no_match else list(self.retrieved.values()),
-            steps=self.steps, no_match=no_match, flagged=self.flagged, timings=self.timings, query=query,
-            notices=self.notices, history=[*self.history, user, {"role": "assistant", "content": answer,
-                                                                 "item_ids": [] if no_match else citations or list(self.retrieved)}])
+            yield self._result(answer)
+            return
+        if self.history and not self.images:
+            self.focus = decide(self.text, self._focus(), Vocabulary.of(self.catalog))
+        self.query = " ".join([self.text, *descriptions, *self.focus.terms()]).strip()
+        items, variants = yield from self._retrieve(descriptions)
+        answer = yield from self._respond(items, descriptions, variants)
+        yield self._result(answer)
 
     def _check(self, message: str, images: list) -> str:
         text = clean(message).strip()
@@ -282,6 +239,57 @@ class _Turn:
             self.notices.append(self.agent.prompts["truncated"].format(limit=limit))
         return text
 
+    def _result(self, answer: str) -> TurnResult:
+        for notice in reversed(self.notices):
+            answer = f"{notice}\n\n{answer}"
+        total = time.perf_counter() - self.started
+        self.timings.update(total=total, overhead=total - self.timings["describe"] - self.timings["generate"])
+        citations = list(dict.fromkeys(CITATION.findall(answer)))
+        items = [] if self.no_match else list(self.retrieved.values())
+        user = {"role": "user", "content": [*({"type": "image", "image": image} for image in self.images),
+                                            {"type": "text", "text": self.text}]}
+        assistant = {"role": "assistant", "content": answer, "item_ids": citations or [item.id for item in items],
+                     "offered_handoff": self.offered_handoff or bool(OFFER.search(answer))}
+        return TurnResult(
+            answer=answer, citations=citations, items=items, steps=self.steps, no_match=self.no_match,
+            flagged=self.flagged, timings=self.timings, query=self.query, notices=self.notices,
+            history=[*self.history, user, assistant], intent=self.intent.name, focus=self.focus.to_dict(),
+            handoff=self.reference)
+
+    # -- messages that are not searches ------------------------------------------------------------------------------
+
+    def _offered_handoff(self) -> bool:
+        """Whether the previous answer offered to pass the question to a person."""
+        last = next((m for m in reversed(self.history) if m.get("role") == "assistant"), None)
+        if last is None:
+            return False
+        return bool(last.get("offered_handoff", OFFER.search(_text_of(last))))
+
+    def _reply(self):
+        """The answer to a message that is not a search; a request for a person opens a hand-off."""
+        if self.intent.name != HANDOFF:
+            answer = self.prompts[self.intent.name]
+            yield answer
+            return answer
+        conversation = [{"role": m["role"], "content": " ".join(["[photo]"] * len(_images_of(m)) + [_text_of(m)])}
+                        for m in self.history if m.get("role") in ("user", "assistant")]
+        conversation.append({"role": "user", "content": self.text})
+        started, error = time.perf_counter(), None
+        try:
+            self.reference = self.agent.handoff.handoff(conversation)
+        except MMSupportError as failure:
+            logger.warning("Could not hand the conversation off: %s", failure)
+            error = str(failure)
+        step = Step("handoff", {"messages": len(conversation)}, [], time.perf_counter() - started, error,
+                    note=f"{self.intent.reason}; reference {self.reference}" if self.reference else self.intent.reason)
+        self.steps.append(step)
+        yield step
+        contact = self.settings.contact
+        answer = (self.prompts["handoff_done"].format(reference=self.reference, contact=contact) if self.reference
+                  else self.prompts["handoff_failed"].format(contact=contact))
+        yield answer
+        return answer
+
     # -- understanding the question ------------------------------------------------------------------------------
 
     def _describe(self, image) -> str:
@@ -291,25 +299,22 @@ class _Turn:
         try:
             return clean(self.vlm.describe(image))
         except ModelUnavailable as error:
-            self.notices.append(f"I could not look at the photo: {error}")
+            logger.warning("Could not describe a photo: %s", error)
+            if self.prompts["photo_failed"] not in self.notices:
+                self.notices.append(self.prompts["photo_failed"])
             return ""
         finally:
             self.timings["describe"] += time.perf_counter() - started
 
-    def _is_follow_up(self) -> bool:
-        return bool(self.history) and not self.images and (
-            bool(FOLLOW_UP.search(self.text)) or len(self.text.split()) <= SHORT_FOLLOW_UP_WORDS)
-
-    def _context(self) -> tuple[list[str], list[str]]:
-        """The conversation's focus (the latest earlier photo's description and the item last cited): as words for
-        the search query and as notes for the model."""
-        prompts, focus, context = self.agent.prompts, [], []
+    def _focus(self) -> Focus:
+        """The conversation's focus: the latest earlier photo's description and the item last cited (or found), with
+        notes about them for the model."""
+        focus = Focus()
         photos = [image for message in self.history for image in _images_of(message)]
         if photos:
-            description = self._describe(photos[-1])
-            if description:
-                focus.append(description)
-                context.append(prompts["photo"].format(description=description))
+            focus.photo = self._describe(photos[-1])
+            if focus.photo:
+                focus.notes.append(self.prompts["photo"].format(description=focus.photo))
         for message in reversed(self.history):
             if message.get("role") != "assistant":
                 continue
@@ -318,102 +323,73 @@ class _Turn:
             found = [item for item in map(self.catalog.get, dict.fromkeys(ids)) if item is not None]
             self.timings["search"] += time.perf_counter() - started
             if found:
-                item = next((item for item in found if item.kind == "product"), found[0])
-                focus.append(item.title)
-                context.append(prompts["discussed"].format(title=clean(item.title), id=clean(item.id)))
+                focus.item = next((item for item in found if item.kind == "product"), found[0])
+                focus.notes.append(self.prompts["discussed"].format(title=clean(focus.item.title), id=clean(focus.item.id)))
                 break
-        return focus, context
+        return focus
 
-    # -- tools -----------------------------------------------------------------------------------------------------
-
-    def _where(self, filters: dict) -> tuple[str | None, list[str]]:
-        """SQL for the settings' category plus known ``filters``; the names of filters that were ignored."""
-        clauses = [f"category = {sql_literal(self.settings.category)}"] if self.settings.category else []
-        ignored = []
-        for name, value in filters.items():
-            if name in FILTERS and isinstance(value, (str, int, float)) and not isinstance(value, bool):
-                if name.endswith("price") and not isinstance(value, (int, float)):
-                    try:
-                        value = float(value)
-                    except ValueError:
-                        ignored.append(name)
-                        continue
-                clauses.append(FILTERS[name].format(sql_literal(value)))
-            else:
-                ignored.append(name)
-        return " AND ".join(clauses) or None, ignored
-
-    def _search(self, query: str, filters: dict, k: int):
-        """Run ``search_catalog``: record the step, yield it, return the items."""
-        started = time.perf_counter()
-        where, ignored = self._where(filters)
-        items = self.catalog.search(query, mode=self.settings.search_mode, k=k, where=where)
-        self._remember(items)
-        step = Step("search_catalog", {"query": query, "filters": filters, "k": k}, [item.id for item in items],
-                    time.perf_counter() - started, f"ignored unknown filters: {', '.join(ignored)}" if ignored else None)
-        self.timings["search"] += step.seconds
-        self.steps.append(step)
-        yield step
-        return items
-
-    def _get_item(self, item_id: str):
-        started = time.perf_counter()
-        item = self.catalog.get(item_id)
+    def _retrieve(self, descriptions: list[str]):
+        """Search for the query (or read the family of the item a variant question is about); set ``no_match``.
+        Returns ``(items, variants)``."""
+        item = self.focus.item if self.focus.used and self.focus.item and self.focus.item.kind == "product" else None
         if item is not None:
-            self._remember([item])
-        step = Step("get_item", {"id": item_id}, [item.id] if item else [], time.perf_counter() - started,
-                    None if item else f"no item with id {item_id!r}")
-        self.timings["search"] += step.seconds
-        self.steps.append(step)
-        yield step
-        return [item] if item else []
+            asked, colour = asked_variant(self.text, Vocabulary.of(self.catalog))
+            if asked:
+                variants = yield from self.tools.variants(item, colour, f"focus used: {self.focus.reason}")
+                return variants.items, variants
+        note = f"focus {'used' if self.focus.used else 'not used'}: {self.focus.reason}"
+        items = yield from self.tools.search(self.query, {}, self.settings.top_k, note=note)
+        relevant = bool(Vocabulary.of(self.catalog).types_in(self.text)) or any(
+            self.tools.best_cosine(q, items if q == self.query else []) >= NO_MATCH_COSINE
+            for q in dict.fromkeys([self.query, self.text]) if q)
+        self.no_match = not (items and relevant)
+        if not self.no_match and any(descriptions) and items[0].kind == "product":
+            asked, colour = asked_variant(self.text, Vocabulary.of(self.catalog))
+            if asked:  # "do you have this bag in black?" with a photo of the bag
+                variants = yield from self.tools.variants(items[0], colour, "about the product in the photo")
+                return variants.items, variants
+        return items, None
 
-    def _remember(self, items: list[Item]) -> None:
-        for item in items:
-            if item.id not in self.retrieved:
-                self.retrieved[item.id] = item
-                self.numbered.append(item)
-                self.numbers[item.id] = len(self.numbered)
+    # -- responding --------------------------------------------------------------------------------------------------
 
-    def _best_cosine(self, query: str, found: list[Item]) -> float:
-        """Cosine similarity of the query to its closest catalog item (within the category filter). Items ``found``
-        by a vector or hybrid search for this query carry their similarity, which saves a second search."""
-        if found and all(item.similarity is not None for item in found):
-            return max(item.similarity for item in found)
-        started = time.perf_counter()
-        where, _ = self._where({})
-        best = self.catalog.search(query, mode="vector", k=1, where=where)
-        self.timings["search"] += time.perf_counter() - started
-        return best[0].score if best else 0.0
+    def _respond(self, items: list[Item], descriptions: list[str], variants: Variants | None):
+        """The answer: "nothing matched", the model's answer or, without a model, the extractive one."""
+        if self.no_match:
+            self.offered_handoff = True
+            answer = self.prompts["no_match"]
+            yield answer
+            return answer
+        if self.vlm is None:
+            self.notices.append(self.prompts["short_notice"])
+            answer = self._short_answer(items, variants)
+            yield answer
+            return answer
+        notes = self.focus.notes if self.focus.used else []
+        if variants is not None:
+            note = self.prompts["variant_note"].format(family=variants.name, colours=variants.colours())
+            if variants.colour and variants.match is None:
+                note += self.prompts["variant_note_missing"].format(colour=variants.colour)
+            notes = [*notes, note]
+        try:
+            answer = yield from self._answer(descriptions, notes)
+        except ModelUnavailable as error:
+            logger.warning("The model failed during a turn; answering from the catalog: %s", error)
+            self.notices.append(self.prompts["short_notice"])
+            answer = self._short_answer(items, variants)
+            yield "\n\n" + answer
+        return self._finish(answer)
+
+    def _short_answer(self, items: list[Item], variants: Variants | None = None) -> str:
+        short = ShortAnswers(self.catalog, self.prompts)
+        return short.variants(variants) if variants is not None else short.answer(items, self.query)
 
     def _run_tool(self, body: str):
         """Execute one ``<tool_call>`` body; return the text the model gets back."""
-        prompts = self.agent.prompts
-        name, arguments = "invalid", {}
         try:
-            name, arguments = parse_tool_call(body)
-            if name == "search_catalog":
-                query = str(arguments.get("query") or "").strip()
-                if not query:
-                    raise ValueError("search_catalog needs a non-empty query")
-                filters = arguments.get("filters") or {}
-                if not isinstance(filters, dict):
-                    raise ValueError("search_catalog filters must be an object")
-                try:
-                    k = min(max(int(arguments.get("k") or self.settings.top_k), 1), MAX_TOOL_K)
-                except (TypeError, ValueError):
-                    k = self.settings.top_k
-                items = yield from self._search(query, filters, k)
-            elif name == "get_item":
-                items = yield from self._get_item(str(arguments.get("id") or ""))
-            else:
-                raise ValueError(f"unknown tool {name!r}; the tools are search_catalog and get_item")
-        except (ValueError, InvalidInput) as error:
-            step = Step(name, arguments, [], 0.0, str(error))
-            self.steps.append(step)
-            yield step
-            return prompts["tool_error"].format(error=clean(str(error)))
-        return prompts["tool_result"].format(tool=name, result=self._data(items))
+            name, items = yield from self.tools.call(body)
+        except ValueError as error:
+            return self.agent.prompts["tool_error"].format(error=clean(str(error)))
+        return self.agent.prompts["tool_result"].format(tool=name, result=self._data(items))
 
     # -- answering ---------------------------------------------------------------------------------------------------
 
@@ -536,8 +512,8 @@ class _Turn:
             kept = [s for s in kept if re.search(r"[^\W\d_]", s)]  # and the rules' numbers left behind
         answer = re.sub(r"[ \t]+([.,;:!?])", r"\1", re.sub(r"[ \t]{2,}", " ", "".join(kept))).strip()
         if not answer:
-            self.flagged.append("the model gave no answer; listed the retrieved items instead")
-            answer = self._item_list()
+            self.flagged.append("the model gave no answer; answered from the catalog instead")
+            answer = self._short_answer(list(self.retrieved.values()))
         return answer
 
     def _leaks(self, sentence: str) -> bool:
@@ -550,12 +526,3 @@ class _Turn:
                 return True
         return False
 
-    def _item_list(self) -> str:
-        line = self.agent.prompts["retrieval_only_item"]
-        return "\n".join(line.format(title=item.title, id=item.id,
-                                     price=f" — {item.price:.2f}" if item.price is not None else "")
-                         for item in self.retrieved.values())
-
-    def _retrieval_only(self) -> str:
-        return self.agent.prompts["retrieval_only"].format(
-            photo_note=self.agent.prompts["photo_note"] if self.images else "", items=self._item_list())

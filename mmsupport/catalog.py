@@ -1,9 +1,12 @@
 """The catalog of products and support articles: one LanceDB table, ingested from CSV by upsert, searched by
 :mod:`mmsupport.retrieval`.
 
-Table layout: the core columns of :class:`Item` (``id, kind, title, text, category, colour, price, image``), one string
-column per extra CSV column (the item's ``attributes``, usable in ``where`` filters), ``vector`` (the embedding of
-``text``) and ``row_hash`` (what the row was built from, so re-ingesting an unchanged row is a no-op).
+Table layout: the core columns of :class:`Item` (``id, kind, title, text, category, colour, price, image, family``),
+one string column per extra CSV column (the item's ``attributes``, usable in ``where`` filters), ``vector`` (the
+embedding of ``text``), ``sentences`` and ``sentence_vectors`` (the text split into sentences, each embedded once here
+so extractive answers need no embedding at query time) and ``row_hash`` (what the row was built from, so re-ingesting
+an unchanged row is a no-op). ``family`` groups a product's colour/size variants: the CSV's ``group`` column when it has
+one, else the title without its variant suffix (:func:`family_name`).
 
 Writes are crash safe: each ingest commits its rows in one LanceDB transaction, so a killed ingest leaves the previous
 version. LanceDB leaves the files of an interrupted write on disk; the next ingest (or :meth:`Catalog.cleanup`) removes
@@ -33,8 +36,16 @@ if TYPE_CHECKING:
 
     from mmsupport.retrieval import ExactIndex
 
-CORE_COLUMNS = ("id", "kind", "title", "text", "category", "colour", "price", "image")
-INTERNAL_COLUMNS = ("vector", "row_hash")
+CORE_COLUMNS = ("id", "kind", "title", "text", "category", "colour", "price", "image", "family")
+INTERNAL_COLUMNS = ("vector", "row_hash", "sentences", "sentence_vectors")
+#: Columns computed at ingest; rows of older tables without them are rebuilt on the next ingest.
+DERIVED_COLUMNS = ("family", "sentences", "sentence_vectors")
+#: The CSV column (as a table column name) that names a product's variant family.
+GROUP_COLUMN = "group"
+#: Columns (besides ``category``) naming a product's type, e.g. ``subcategory`` = ``backpacks`` in the sample shop.
+TYPE_COLUMNS = ("subcategory", "type", "product_type", "article_type", "articletype")
+#: Sentences kept (and embedded) per row.
+MAX_SENTENCES = 40
 KINDS = ("product", "article")
 #: Column names (lower case) recognised without a flag.
 TITLE_NAMES = ("title", "name", "product_name", "productdisplayname")
@@ -68,6 +79,7 @@ class Item:
     colour: str | None = None
     price: float | None = None
     image: str | None = None
+    family: str | None = None
     attributes: dict[str, str] = field(default_factory=dict)
     score: float = 0.0
     similarity: float | None = None
@@ -382,6 +394,51 @@ class Catalog:
         values = self._table.search().select(["category"]).limit(None).to_arrow().column("category").unique()
         return sorted(v for v in values.to_pylist() if v)
 
+    def distinct(self, column: str, *, kind: str | None = None) -> list[str]:
+        """Distinct non-empty values of ``column`` (in rows of ``kind`` when given), sorted; ``[]`` when the table has
+        no such column. Read once per table version."""
+        if self._table is None:
+            return []
+        view = self.view()
+        key = ("distinct", column, kind)
+        if key not in view.cache:
+            values = []
+            if column in view.columns:
+                where = f"kind = {sql_literal(kind)}" if kind else None
+                table = view.dataset.to_table(columns=[column], filter=where)
+                values = sorted(v for v in table.column(column).unique().to_pylist() if v)
+            view.cache[key] = values
+        return view.cache[key]
+
+    def family(self, item: Item) -> list[Item]:
+        """The products of ``item``'s variant family (``item`` among them), in catalog order."""
+        view = self.view()
+        if item.kind != "product" or "family" not in view.columns:
+            return [item]
+        name = item.family or family_name(item.title)
+        rows = view.dataset.to_table(columns=view.columns,
+                                     filter=f"family = {sql_literal(name)} AND kind = 'product'").to_pylist()
+        return [Item.from_row(row) for row in rows] or [item]
+
+    def sentences(self, item_id: str):
+        """``(sentences, vectors)`` of one row as embedded at ingest: a list of strings and an ``(n, dim)`` array
+        (empty for tables written before sentences were kept)."""
+        import numpy as np
+
+        view = self.view()
+        key = ("sentences", item_id)
+        if key not in view.cache:
+            sentences, vectors = [], np.empty((0, 0), dtype=np.float32)
+            if "sentence_vectors" in view.dataset.schema.names:
+                table = view.dataset.to_table(columns=["sentences", "sentence_vectors"],
+                                              filter=f"id = {sql_literal(item_id)}")
+                if table.num_rows and table.column("sentences")[0].is_valid:
+                    sentences = table.column("sentences")[0].as_py()
+                    flat = table.column("sentence_vectors").combine_chunks().flatten().to_numpy()
+                    vectors = flat.reshape(len(sentences), -1) if sentences else vectors
+            view.cache[key] = (sentences, vectors)
+        return view.cache[key]
+
     # -- writing -----------------------------------------------------------------------------------------------
 
     def ingest_csv(self, csv_path: str | Path, *, images_dir: str | Path | None = None, id_col: str | None = None,
@@ -421,12 +478,8 @@ class Catalog:
         import pyarrow as pa
 
         report = IngestReport(self.name, self.version, rejected=rejected)
-        old = {}
-        if self._table is not None:
-            self._table.checkout_latest()
-            existing = self._table.search().select(["id", "row_hash"]).limit(None).to_arrow()
-            old = dict(zip(existing.column("id").to_pylist(), existing.column("row_hash").to_pylist()))
-        changed = [r for r in records if old.get(r["id"]) != r["row_hash"]]
+        old, stale = self._stored_hashes()
+        changed = [r for r in records if old.get(r["id"]) != r["row_hash"] or r["id"] in stale]
         report.updated = sum(r["id"] in old for r in changed)
         report.added = len(changed) - report.updated
         report.unchanged = len(records) - len(changed)
@@ -441,18 +494,47 @@ class Catalog:
         attribute_names = sorted({k for r in changed for k in r} - set(CORE_COLUMNS) - set(INTERNAL_COLUMNS)
                                  | set(self.attribute_columns()))
         schema = _schema(attribute_names, vectors.shape[1])
-        data = pa.table({**{name: [r.get(name) for r in changed] for name in schema.names if name != "vector"},
+        derived = self._derived(changed, vectors.shape[1])
+        data = pa.table({**{name: [r.get(name) for r in changed] for name in schema.names if name not in derived
+                            and name != "vector"}, **derived,
                          "vector": pa.FixedSizeListArray.from_arrays(pa.array(vectors.reshape(-1)), vectors.shape[1])},
                         schema=schema)
         if self._table is None:
             self._table = self._db.create_table(self.name, data, schema=schema)
         else:
-            new = [schema.field(n) for n in attribute_names if n not in self._table.schema.names]
+            new = [schema.field(n) for n in [*attribute_names, *DERIVED_COLUMNS] if n not in self._table.schema.names]
             if new:
                 self._table.add_columns(new)
             (self._table.merge_insert("id").when_matched_update_all().when_not_matched_insert_all()
              .execute(data))
         return report
+
+    def _stored_hashes(self) -> tuple[dict[str, str], set[str]]:
+        """The row hash of every stored id, and the ids whose derived columns are missing (a table written before
+        they existed), which are rebuilt however unchanged their data."""
+        if self._table is None:
+            return {}, set()
+        self._table.checkout_latest()
+        existing = self._table.search().select(["id", "row_hash"]).limit(None).to_arrow()
+        old = dict(zip(existing.column("id").to_pylist(), existing.column("row_hash").to_pylist()))
+        if not set(DERIVED_COLUMNS) <= set(self._table.schema.names):
+            return old, set(old)
+        rows = self._table.search().where("sentences IS NULL").select(["id"]).limit(None).to_arrow()
+        return old, set(rows.column("id").to_pylist())
+
+    def _derived(self, records: list[dict], dim: int) -> dict:
+        """The ingest-time columns of ``records``: ``family`` and the embedded ``sentences``, as arrow arrays."""
+        import numpy as np
+        import pyarrow as pa
+
+        families = [family_name(r["title"], r.get(GROUP_COLUMN)) if r["kind"] == "product" else None
+                    for r in records]
+        sentences = [split_sentences(r["text"], skip=r["title"]) for r in records]
+        flat = [sentence for row in sentences for sentence in row]
+        vectors = self.embedder.embed(flat) if flat else np.empty((0, dim), dtype=np.float32)
+        offsets = (np.cumsum([0, *map(len, sentences)]) * dim).astype(np.int32)
+        return {"family": pa.array(families, pa.string()), "sentences": pa.array(sentences, pa.list_(pa.string())),
+                "sentence_vectors": pa.ListArray.from_arrays(pa.array(offsets), pa.array(vectors.reshape(-1)))}
 
     def _index(self) -> None:
         """Bring the full-text and (on large tables) ANN indexes up to date with the data: one version when rows
@@ -519,6 +601,8 @@ class CatalogView:
     #: The vectors in memory for exact search, or ``None`` when the table has an ANN index (large tables).
     exact: ExactIndex | None
     checked: float
+    #: What helpers read once per version (distinct values, sentences of a row).
+    cache: dict = field(default_factory=dict)
 
 
 def _indexes(table) -> dict:
@@ -531,7 +615,10 @@ def _schema(attribute_names: list[str], dim: int):
 
     fields = [pa.field(name, pa.float64() if name == "price" else pa.string()) for name in CORE_COLUMNS]
     fields += [pa.field(name, pa.string()) for name in attribute_names]
-    fields += [pa.field("vector", pa.list_(pa.float32(), dim)), pa.field("row_hash", pa.string())]
+    # Sentence vectors are kept flat (n * dim floats): LanceDB takes a list of fixed-size lists for a second vector
+    # column, and then table.search(vector) would have to be told which one to search.
+    fields += [pa.field("vector", pa.list_(pa.float32(), dim)), pa.field("row_hash", pa.string()),
+               pa.field("sentences", pa.list_(pa.string())), pa.field("sentence_vectors", pa.list_(pa.float32()))]
     return pa.schema(fields)
 
 
@@ -541,6 +628,36 @@ def check_table_name(name: str) -> None:
         raise InvalidInput(f"The table name {name!r} is not allowed: a table is a folder inside the LanceDB folder.",
                            hint="Use letters, digits, '_', '-' and '.', starting with a letter, digit or '_' "
                            "(no '/' or '..'), e.g. --table shop.")
+
+
+#: A trailing variant suffix of a title: ``(Black)``, ``[XL]``, `` - Navy / M``.
+_VARIANT_SUFFIX = re.compile(r"\s*(?:\([^()]*\)|\[[^\[\]]*\]|\s[-\u2013|/]\s+[^-\u2013|/]{1,30})\s*$")
+#: Where sentences end: after ., ! or ? before a capital, digit or quote, and at line breaks.
+_SENTENCE_END = re.compile(r"(?<=[.!?])\s+(?=[A-Z0-9\"\u201c(])|\n+")
+
+
+def family_name(title: str, group: str | None = None) -> str:
+    """The variant family of a product: ``group`` when given, else the title without its variant suffix.
+
+    >>> family_name("Fjellhus Waxed Cotton Field Jacket (Olive)")
+    'Fjellhus Waxed Cotton Field Jacket'
+    """
+    if group and group.strip():
+        return group.strip()
+    name, shorter = title.strip(), _VARIANT_SUFFIX.sub("", title).strip()
+    while shorter and shorter != name:  # "Tee - Blue / M": the size, then the colour
+        name, shorter = shorter, _VARIANT_SUFFIX.sub("", shorter).strip()
+    return name
+
+
+def split_sentences(text: str, *, skip: str | None = None) -> list[str]:
+    """The sentences of ``text`` (at most :data:`MAX_SENTENCES`), leaving out a line equal to ``skip`` (the title).
+
+    >>> split_sentences("Care\\nWash it cold. Dry it flat!", skip="Care")
+    ['Wash it cold.', 'Dry it flat!']
+    """
+    parts = (part.strip() for part in _SENTENCE_END.split(text or ""))
+    return [part for part in parts if part and part != skip][:MAX_SENTENCES]
 
 
 def sql_literal(value: str | float) -> str:

@@ -80,6 +80,8 @@ class Settings:
     max_agent_steps: int = 3
     context_tokens: int = 4096
     max_message_chars: int = 4000
+    #: How shoppers can reach the shop, said when they ask for a person (the request is also recorded).
+    contact: str = "Our support team usually replies by email within one working day."
 
     # App
     admin_password: str | None = field(default=None, repr=False)

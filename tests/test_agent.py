@@ -192,12 +192,18 @@ def test_system_prompt_is_never_echoed(catalog, settings):
     assert "removed text repeating the system prompt" in result.flagged
 
 
-def test_without_a_model_the_answer_lists_the_matches_and_says_why(catalog, settings):
+def test_without_a_model_each_product_gets_a_factual_line_after_a_plain_notice(catalog, settings):
     result = Agent(None, catalog, settings).run_turn("navy zip hoodie")
-    assert "model is unavailable" in result.answer
-    assert result.citations == [item.id for item in result.items] and result.citations[0] == "P0028"
-    with pytest.raises(InvalidInput, match="no vision model"):
-        Agent(None, catalog, settings).run_turn("", [Image.new("RGB", (32, 32))])
+    assert result.answer.startswith(prompts()["short_notice"]) and "model" not in result.answer.lower()
+    products = [item for item in result.items if item.kind == "product"]
+    assert result.citations == [item.id for item in products] and result.citations[0] == "P0028"
+    assert "- Urban Loom Zip-Up Hoodie (Navy) — navy, 54.99 [P0028]" in result.answer
+
+
+def test_a_photo_without_words_or_model_gets_a_friendly_request_not_an_error(catalog, settings):
+    result = Agent(None, catalog, settings).run_turn("", [Image.new("RGB", (32, 32))])
+    assert result.answer == prompts()["photo_only"] and "what the product is" in result.answer
+    assert result.steps == [] and result.items == [] and not result.no_match
 
 
 class BrokenVLM(ScriptedVLM):
@@ -206,10 +212,13 @@ class BrokenVLM(ScriptedVLM):
         yield
 
 
-def test_model_failure_mid_turn_falls_back_to_retrieval(catalog, settings):
-    result = Agent(BrokenVLM(), catalog, settings).run_turn("navy zip hoodie", [Image.new("RGB", (32, 32))])
-    assert "model is unavailable" in result.answer and "server at http://127.0.0.1:9 is down" in result.answer
-    assert result.citations[0] == "P0028" and result.notices
+def test_model_failure_mid_turn_gives_the_extractive_answer_and_logs_why(catalog, settings, caplog):
+    with caplog.at_level("WARNING", logger="mmsupport.agent"):
+        result = Agent(BrokenVLM(), catalog, settings).run_turn("navy zip hoodie", [Image.new("RGB", (32, 32))])
+    assert result.answer.startswith(prompts()["photo_failed"]) and prompts()["short_notice"] in result.answer
+    assert "127.0.0.1" not in result.answer  # the fix-it detail goes to the log, not to the shopper
+    assert "server at http://127.0.0.1:9 is down" in caplog.text
+    assert result.citations[0] == "P0028"
 
 
 @pytest.mark.parametrize("message", ["", "   \n\t "])

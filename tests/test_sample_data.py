@@ -142,7 +142,8 @@ def test_conversations_refer_to_real_items_and_images(products, articles, conver
     assert len({c["id"] for c in conversations}) == len(conversations)
     turns = [t for c in conversations for t in c["turns"]]
     for turn in turns:
-        assert set(turn) == {"message", "image", "relevant", "expect_no_match"}
+        assert set(turn) - {"tag"} == {"message", "image", "relevant", "expect_no_match"}
+        assert turn.get("tag", "topic_switch") in ("topic_switch", "variant", "article")
         assert turn["message"].strip()
         assert set(turn["relevant"]) <= known, turn["message"]
         assert turn["expect_no_match"] == (not turn["relevant"]), turn["message"]
@@ -151,3 +152,4 @@ def test_conversations_refer_to_real_items_and_images(products, articles, conver
     assert sum(len(c["turns"]) > 1 for c in conversations) >= 10
     assert sum(t["image"] is not None for t in turns) >= 8
     assert sum(t["expect_no_match"] for t in turns) >= 4
+    assert sorted(t["relevant"][0] for t in turns if t.get("tag") == "article") == sorted(r["id"] for r in articles)

@@ -1,0 +1,153 @@
+"""The shopper's conversation on the real sample catalog: topic switches, variants, extractive answers, intents.
+
+Each behaviour runs with no model and with the scripted model (which answers from the data it is given)."""
+
+import dataclasses
+
+import pytest
+from fakes import ScriptedVLM
+
+from mmsupport.agent import Agent, prompts
+from mmsupport.catalog import Catalog
+from mmsupport.evaluation import QUOTE
+from mmsupport.handoff import RecordedHandoff
+from mmsupport.safety import data_items
+
+
+@pytest.fixture(scope="module")
+def catalog(sample_catalog_settings):
+    return Catalog.open(sample_catalog_settings)
+
+
+@pytest.fixture
+def settings(sample_catalog_settings, tmp_path):
+    return dataclasses.replace(sample_catalog_settings, feedback_path=tmp_path / "feedback.jsonl")
+
+
+def cite_first(messages) -> str:
+    """A model that cites the first data item it was given."""
+    text = messages[-1]["content"]
+    text = text if isinstance(text, str) else " ".join(part.get("text", "") for part in text)
+    return "Here you go: [1]." if any(item["n"] == 1 for item in data_items(text)) else "Sorry, nothing."
+
+
+def models():
+    return [None, ScriptedVLM(default=cite_first)]
+
+
+def chat(agent: Agent, *messages: str):
+    results, history = [], []
+    for message in messages:
+        results.append(agent.run_turn(message, history=history))
+        history = results[-1].history
+    return results
+
+
+def model_text(vlm: ScriptedVLM) -> str:
+    content = vlm.answer_calls[-1]["messages"][-1]["content"]
+    return " ".join(part.get("text", "") for part in content)
+
+
+@pytest.mark.parametrize("vlm", models(), ids=["no-model", "scripted"])
+def test_a_question_naming_another_product_type_starts_a_new_topic(catalog, settings, vlm):
+    first, second = chat(Agent(vlm, catalog, settings), "Do you sell jackets?", "Do you sell backpacks?")
+    assert first.items[0].attributes["subcategory"] == "jackets"
+    assert second.focus["used"] is False and "backpack" in second.focus["reason"]
+    assert "Jacket" not in second.query
+    assert [item.attributes["subcategory"] for item in second.items[:3]] == ["backpacks"] * 3
+    assert "focus not used" in second.steps[0].note and "backpack" in second.steps[0].note
+
+
+@pytest.mark.parametrize("vlm", models(), ids=["no-model", "scripted"])
+def test_a_new_topic_the_shop_does_not_sell_is_no_match_on_its_own(catalog, settings, vlm):
+    _, second = chat(Agent(vlm, catalog, settings), "Do you have slim fit jeans?", "And a lawnmower?")
+    assert second.no_match and second.items == [] and second.answer == prompts()["no_match"]
+    assert second.focus["used"] is False
+
+
+def test_a_follow_up_that_refers_back_keeps_the_focus_and_says_why(catalog, settings):
+    _, second = chat(Agent(None, catalog, settings), "Show me your field jackets", "How do I wash it?")
+    assert second.focus["used"] and second.focus["item"] in {"P0021", "P0022", "P0023"}
+    assert "Field Jacket" in second.query and "“it” refers back" in second.steps[0].note
+
+
+def test_rain_jackets_after_field_jackets_rank_rain_jackets_first(catalog, settings):
+    _, second = chat(Agent(None, catalog, settings), "Show me your field jackets", "Any rain jackets?")
+    assert "Rain Jacket" in second.items[0].title and not second.focus["used"]
+
+
+@pytest.mark.parametrize("vlm", models(), ids=["no-model", "scripted"])
+def test_variant_in_the_family_is_the_answer(catalog, settings, vlm):
+    first, second = chat(Agent(vlm, catalog, settings), "Show me the Commuter 22L backpack",
+                         "Is it available in navy?")
+    assert second.steps[-1].tool == "get_variants" and second.steps[-1].arguments["colour"] == "navy"
+    assert second.items[0].id == "P0084" and second.citations[0] == "P0084"
+    assert {item.family for item in second.items} == {"Packwell Commuter 22L Backpack"}
+    if vlm is None:
+        assert "Yes, the Packwell Commuter 22L Backpack comes in navy" in second.answer
+
+
+@pytest.mark.parametrize("vlm", models(), ids=["no-model", "scripted"])
+def test_variant_missing_says_so_lists_the_colours_and_the_closest_of_that_colour(catalog, settings, vlm):
+    _, second = chat(Agent(vlm, catalog, settings), "I like the waxed cotton field jacket", "Do you have it in black?")
+    first_items = [item for item in second.items if item.family != "Fjellhus Waxed Cotton Field Jacket"]
+    assert first_items and second.items[: len(first_items)] == first_items  # the black alternatives come first
+    assert {(item.colour, item.attributes["subcategory"]) for item in first_items} == {("black", "jackets")}
+    colours = "brown [P0021], beige [P0022], olive [P0023]"
+    if vlm is None:
+        assert "doesn't come in black" in second.answer and colours in second.answer
+        assert f"[{first_items[0].id}]" in second.answer
+    else:
+        assert colours in model_text(vlm) and "does not come in black" in model_text(vlm)
+
+
+def test_extractive_answer_quotes_the_articles_own_sentences_embedded_at_ingest(catalog, settings):
+    encoded = []
+    encode = catalog.embedder._encode
+    catalog.embedder._encode = lambda texts: encoded.extend(texts) or encode(texts)
+    try:
+        result = Agent(None, catalog, settings).run_turn("Can I put my down puffer in the washing machine?")
+    finally:
+        catalog.embedder._encode = encode
+    article = catalog.get("A031")
+    quotes = QUOTE.findall(result.answer)
+    assert result.citations[0] == "A031" and quotes
+    assert all(sentence in article.text for quote in quotes for sentence in quote.split(". "))
+    assert "You can machine wash a Fjellhus Down Puffer Jacket." in quotes[0]
+    assert set(encoded) <= {result.query}  # at most the query itself: sentence vectors come from the table
+
+
+def test_with_a_model_the_answer_is_the_models_not_the_extract(catalog, settings):
+    vlm = ScriptedVLM(["Machine wash it gently [A031]."])
+    result = Agent(vlm, catalog, settings).run_turn("Can I put my down puffer in the washing machine?")
+    assert result.answer == "Machine wash it gently [A031]." and not QUOTE.findall(result.answer)
+
+
+@pytest.mark.parametrize("message", ["Can I talk to a human, please?", "yes please pass it to support"])
+def test_a_request_for_a_person_opens_a_handoff_instead_of_searching(catalog, settings, message):
+    vlm = ScriptedVLM()
+    log = RecordedHandoff.from_settings(settings)
+    first, second = chat(Agent(vlm, catalog, settings), "Do you sell lawn mowers?", message)
+    assert first.no_match and second.intent == "handoff"
+    assert [step.tool for step in second.steps] == ["handoff"] and second.items == []
+    (entry,) = log.entries()
+    assert second.handoff == entry["reference"] and entry["reference"] in second.answer
+    assert settings.contact in second.answer
+    assert [m["content"] for m in entry["conversation"]][::2] == ["Do you sell lawn mowers?", message]
+    assert vlm.answer_calls == []
+
+
+def test_yes_is_a_handoff_only_right_after_the_offer(catalog, settings):
+    _, second = chat(Agent(None, catalog, settings), "navy zip hoodie", "yes please")
+    assert second.intent == "search" and second.handoff is None
+
+
+@pytest.mark.parametrize("vlm", models(), ids=["no-model", "scripted"])
+def test_thanks_and_small_talk_are_answered_without_a_search(catalog, settings, vlm):
+    first, thanks, hello = chat(Agent(vlm, catalog, settings), "navy zip hoodie", "Thanks a lot!", "hi")
+    assert (thanks.intent, thanks.answer, thanks.steps) == ("thanks", prompts()["thanks"], [])
+    assert (hello.intent, hello.answer, hello.steps) == ("small_talk", prompts()["small_talk"], [])
+    if vlm is not None:
+        assert len(vlm.answer_calls) == 1  # only the first turn asked the model
+    follow_up = Agent(vlm, catalog, settings).run_turn("Is it available in red?", history=hello.history)
+    assert follow_up.focus["item"] == first.items[0].id and follow_up.items[0].id == "P0029"
