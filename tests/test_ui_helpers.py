@@ -10,7 +10,9 @@ from PIL import Image
 from mmsupport.config import load_settings
 from mmsupport.errors import InvalidInput
 from mmsupport.feedback import FeedbackLog
-from mmsupport.ui import _extract_images, link_citations, validate_upload
+from mmsupport.app.admin import extract_images
+from mmsupport.app.chat import validate_upload
+from mmsupport.app.views import link_citations
 
 
 @pytest.fixture
@@ -63,7 +65,7 @@ def test_zip_extraction_keeps_only_images_without_paths(tmp_path):
         zf.writestr("/etc/cron.d/evil", "* * * * * root rm -rf /")
         zf.writestr("readme.txt", "not an image")
         zf.writestr("..\\..\\windows.png", png.read_bytes())
-    folder = _extract_images(str(archive), tmp_path / "out")
+    folder = extract_images(str(archive), tmp_path / "out")
     assert folder == tmp_path / "out"
     written = sorted(p.name for p in tmp_path.rglob("*") if p.is_file())
     assert written == ["a.png", "b.png", "escape.png", "images.zip", "windows.png"]
@@ -74,7 +76,7 @@ def test_zip_extraction_rejects_a_broken_zip(tmp_path):
     bad = tmp_path / "bad.zip"
     bad.write_bytes(b"PK not really")
     with pytest.raises(InvalidInput, match="bad.zip is not a valid zip file"):
-        _extract_images(str(bad), tmp_path)
+        extract_images(str(bad), tmp_path)
 
 
 def test_feedback_log_appends_one_line_per_vote(tmp_path):

@@ -7,7 +7,7 @@ import pytest
 
 from mmsupport.config import load_settings
 from mmsupport.errors import MMSupportError
-from mmsupport.ui import Resources
+from mmsupport.app.resources import Resources
 
 
 def wait_loaded(resources: Resources) -> None:
