@@ -35,10 +35,12 @@ from dataclasses import dataclass, field
 from functools import cache
 from importlib import resources
 
-from mmsupport.catalog import Catalog, Item, sql_literal
+from mmsupport.catalog import Catalog, Item, category_filter, sql_literal
 from mmsupport.config import Settings
 from mmsupport.errors import InvalidInput, ModelUnavailable
 from mmsupport.images import load_image
+from mmsupport.messages import images_of as _images_of
+from mmsupport.messages import text_of as _text_of
 from mmsupport.vlm import VLM, Message
 
 #: Below this cosine similarity between the turn's search query and its closest catalog item, nothing matches.
@@ -135,21 +137,6 @@ def prompts() -> dict[str, str]:
     import yaml
 
     return yaml.safe_load(resources.files("mmsupport").joinpath("prompts/agent.yaml").read_text(encoding="utf-8"))
-
-
-def _text_of(message: Message) -> str:
-    content = message.get("content")
-    if isinstance(content, str):
-        return content
-    return " ".join(part.get("text", "") for part in content or [] if part.get("type") == "text")
-
-
-def _images_of(message: Message) -> list:
-    content = message.get("content")
-    if not isinstance(content, list):
-        return []
-    return [part.get("image") or part.get("path") or part.get("url") for part in content
-            if part.get("type") in ("image", "image_url")]
 
 
 def _tokens(text: str) -> int:
@@ -327,7 +314,7 @@ class _Turn:
 
     def _where(self, filters: dict) -> tuple[str | None, list[str]]:
         """SQL for the settings' category plus known ``filters``; the names of filters that were ignored."""
-        clauses = [f"category = {sql_literal(self.settings.category)}"] if self.settings.category else []
+        clauses = [category_filter(self.settings.category)] if self.settings.category else []
         ignored = []
         for name, value in filters.items():
             if name in FILTERS and isinstance(value, (str, int, float)) and not isinstance(value, bool):

@@ -1,4 +1,6 @@
-"""The catalog admin tab: log in with ``MMSUPPORT_ADMIN_PASSWORD``, preview a CSV, ingest it with its images."""
+"""The catalog admin tab: log in with ``MMSUPPORT_ADMIN_PASSWORD``, see the catalog's and the model's state (with
+the fix when one is unavailable), preview a CSV, ingest it with its images. The tab exists only when a password is
+set."""
 
 from __future__ import annotations
 
@@ -33,8 +35,8 @@ class Admin:
         """Open the admin controls for this browser session if the password is right."""
         if not hmac.compare_digest((password or "").encode(), self.settings.admin_password.encode()):
             gr.Warning("Wrong admin password.")
-            return False, gr.skip(), gr.skip(), ""
-        return True, gr.Column(visible=False), gr.Column(visible=True), ""
+            return False, gr.skip(), gr.skip(), "", gr.skip()
+        return True, gr.Column(visible=False), gr.Column(visible=True), "", self.resources.admin_status()
 
     def preview(self, csv_file: str | None, authed: bool):
         """The first 20 rows of the uploaded CSV, as text."""
@@ -68,16 +70,14 @@ class Admin:
         return summary, rejected, gr.Dropdown(choices=["All", *catalog.categories()])
 
     def tab(self, category: gr.Dropdown) -> None:
-        """The admin tab's components and events (call inside a ``gr.Tab``); ingests refresh ``category``."""
-        if not self.settings.admin_password:
-            gr.Markdown("Catalog admin is **disabled**. Set `MMSUPPORT_ADMIN_PASSWORD` and restart the app "
-                        "to upload and ingest catalog CSVs here.")
-            return
+        """The admin tab's components and events (call inside a ``gr.Tab``, only when an admin password is set);
+        ingests refresh ``category``."""
         authed = gr.State(False)
         with gr.Column() as login_box:
             password = gr.Textbox(label="Admin password", type="password")
             login_button = gr.Button("Log in", variant="primary")
         with gr.Column(visible=False) as admin_box:
+            status = gr.Markdown(elem_id="admin-status")
             gr.Markdown("Upload a CSV with columns `kind, id, title, category, colour, price, "
                         "description, image` and optionally a zip of the images it names.")
             with gr.Row():
@@ -90,7 +90,7 @@ class Admin:
             ingest_summary = gr.Markdown(elem_id="admin-summary")
             rejected_table = gr.Dataframe(label="Rejected rows", interactive=False, elem_id="admin-rejected")
         gr.on([login_button.click, password.submit], self.login, password,
-              [authed, login_box, admin_box, password], api_visibility="private")
+              [authed, login_box, admin_box, password, status], api_visibility="private")
         csv_file.change(self.preview, [csv_file, authed], preview_table, api_visibility="private")
         ingest_button.click(self.ingest, [csv_file, images_zip, authed],
                             [ingest_summary, rejected_table, category], api_visibility="private")

@@ -3,19 +3,23 @@
 from __future__ import annotations
 
 import html
+import logging
 import threading
 
 from mmsupport.config import Settings
 from mmsupport.errors import CatalogError, MMSupportError
 from mmsupport.vlm import VLM
 
+log = logging.getLogger(__name__)
+
 
 class Resources:
     """Opens the catalog (building the sample one on first start), then loads the VLM, in a background thread.
 
-    The page is served at once; :meth:`status_markdown` tells people what is happening. ``catalog_state`` and
-    ``model_state`` are ``"loading"``, ``"ready"`` or ``"unavailable"`` (then ``catalog_error`` / ``model_reason``
-    say why and how to fix it). Until the model is ready, turns are answered from retrieval alone.
+    The page is served at once; :meth:`shopper_status` tells shoppers in plain words what is happening, and
+    :meth:`admin_status` (the admin tab; the log too) says why something is unavailable and how to fix it.
+    ``catalog_state`` and ``model_state`` are ``"loading"``, ``"ready"`` or ``"unavailable"`` (then
+    ``catalog_error`` / ``model_reason`` say why). Until the model is ready, turns are answered from retrieval alone.
     """
 
     def __init__(self, settings: Settings, *, vlm: VLM | None = None, catalog=None):
@@ -47,6 +51,8 @@ class Resources:
                                                   hint="Check MMSUPPORT_DB_DIR and the logs.")
                 self.catalog_state = "unavailable"
             finally:
+                if self.catalog_error is not None:
+                    log.error("%s", self.catalog_error)
                 self._catalog_done.set()
         if self.vlm is None:
             try:
@@ -58,6 +64,8 @@ class Resources:
                 self.model_reason, self.model_state = str(error), "unavailable"
             except Exception as error:
                 self.model_reason, self.model_state = f"{type(error).__name__}: {error}", "unavailable"
+            if self.model_state == "unavailable":
+                log.warning("model unavailable, answers come from retrieval alone: %s", self.model_reason)
 
     def wait_for_catalog(self):
         """The catalog, once open (waits while it is being built); raises the error that stopped it opening."""
@@ -66,11 +74,22 @@ class Resources:
             raise self.catalog_error
         return self.catalog
 
-    def status_markdown(self) -> str:
-        """One status line for the page header."""
+    def shopper_status(self) -> str:
+        """The page's status line, in plain words for shoppers (empty once everything is ready)."""
         if self.catalog_state == "loading":
-            return ("**Opening the catalog** (the first start builds it from the sample data, about a minute)… "
-                    "questions wait until it is ready.")
+            return "**Opening the catalog…** your question is answered as soon as it is ready."
+        if self.catalog_state == "unavailable":
+            return "**The catalog is not available right now.** Please try again in a few minutes."
+        if self.model_state == "loading":
+            return "Getting ready: for a minute, answers are shorter than usual."
+        if self.model_state == "unavailable":
+            return "Answers are shorter than usual right now."
+        return ""
+
+    def admin_status(self) -> str:
+        """The catalog's and the model's state with the reason and the fix when one is unavailable (admin tab)."""
+        if self.catalog_state == "loading":
+            return "**Opening the catalog** (the first start builds it from the sample data, about a minute)…"
         if self.catalog_state == "unavailable":
             return f"**Catalog unavailable:** {html.escape(str(self.catalog_error))}"
         name = html.escape(self.vlm.name if self.vlm is not None else self.settings.model)

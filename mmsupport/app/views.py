@@ -4,15 +4,16 @@ from __future__ import annotations
 
 import dataclasses
 import html
-import re
 from contextlib import contextmanager
 from pathlib import Path
 
 import gradio as gr
 
+from mmsupport.agent import CITATION
 from mmsupport.errors import MMSupportError
 
-CITATION = re.compile(r"\[([A-Za-z0-9][\w.-]*)\]")
+#: Longest search query shown in a step's title; longer ones end in "…".
+STEP_QUERY_CHARS = 60
 
 
 @contextmanager
@@ -29,24 +30,42 @@ def escape(text: str) -> str:
     return html.escape(text, quote=False)
 
 
-def link_citations(answer: str, items: list) -> str:
-    """Turn ``[id]`` citations of retrieved items into links to their cards; leave any other brackets alone."""
-    position = {item.id: index for index, item in enumerate(items)}
+def shorten(text: str, limit: int) -> str:
+    """``text`` on one line, cut to ``limit`` characters with "…" when longer."""
+    text = " ".join(text.split())
+    return text if len(text) <= limit else text[: limit - 1].rstrip() + "…"
 
-    def link(match: re.Match) -> str:
+
+def link_citations(answer: str, items: list) -> str:
+    """Turn ``[id]`` citations of retrieved items into links that name the item (``#item-<id>``), so a link in an
+    older answer still finds its item after later turns; other brackets are left alone."""
+    ids = {item.id for item in items}
+
+    def link(match) -> str:
         item_id = match.group(1)
-        if item_id not in position:
-            return match.group(0)
-        return f"[[{item_id}]](#card-{position[item_id]})"
+        return f"[[{item_id}]](#item-{item_id})" if item_id in ids else match.group(0)
 
     return CITATION.sub(link, answer)
 
 
+def caption(item) -> str:
+    """A card's caption: title, colour and price for products, "help article" for articles, then the id."""
+    facts = [item.title]
+    if item.kind == "article":
+        facts.append("help article")
+    else:
+        facts += [item.colour, f"{item.price:.2f}" if item.price is not None else None]
+    return " · ".join(str(fact) for fact in [*facts, item.id] if fact)
+
+
 def card(item, placeholder) -> tuple:
-    """A gallery card: the item's image (or a placeholder for articles) and a caption with title, kind, price, score."""
-    price = f" · {item.price:.2f}" if item.price is not None else ""
-    caption = f"{item.title} [{item.id}] · {item.kind}{price} · score {item.score:.2f}"
-    return (item.image if item.image and Path(item.image).is_file() else placeholder, caption)
+    """A gallery card: the item's image (or a placeholder for articles) and its caption."""
+    return (item.image if item.image and Path(item.image).is_file() else placeholder, caption(item))
+
+
+def cards(items: list, placeholder) -> list[tuple]:
+    """The gallery's cards for ``items``."""
+    return [card(item, placeholder) for item in items]
 
 
 def placeholder_image():
@@ -63,10 +82,16 @@ def placeholder_image():
 
 def details(item) -> str:
     """Markdown for one item's full card: every field as text (catalog HTML is escaped, never rendered)."""
-    facts = [item.kind, item.category, item.colour, f"{item.price:.2f}" if item.price is not None else None,
-             f"score {item.score:.2f}"]
+    facts = [item.kind, item.category, item.colour, f"{item.price:.2f}" if item.price is not None else None]
     line = " · ".join(escape(str(fact)) for fact in facts if fact)
     return f"**{escape(item.title)}** [{escape(item.id)}]  \n{line}\n\n{escape(item.text)}"
+
+
+def follow_up(item) -> str:
+    """The question a click on ``item``'s card asks: about that item, not a repeat of the search."""
+    if item.kind == "article":
+        return f"What are the steps in “{item.title}” [{item.id}]?"
+    return f"What sizes and colours does the {item.title} [{item.id}] come in, and what is it made of?"
 
 
 def item_dict(item) -> dict:
@@ -77,11 +102,12 @@ def item_dict(item) -> dict:
 
 
 def step_message(step) -> dict:
-    """A collapsible chat message for one agent step: what it did and what it found."""
+    """A collapsible chat message for one agent step: what it did and what it found (long queries shortened)."""
     arguments = step.arguments or {}
     query = arguments.get("query") or arguments.get("id") or ", ".join(f"{k}={v}" for k, v in arguments.items())
     found = len(step.result_ids)
-    title = f"{step.tool.replace('_', ' ').capitalize()}: “{query}” → {found} item{'s' if found != 1 else ''}"
+    title = (f"{step.tool.replace('_', ' ').capitalize()}: “{shorten(str(query), STEP_QUERY_CHARS)}” → "
+             f"{found} item{'s' if found != 1 else ''}")
     body = f"failed: {step.error}" if step.error else ", ".join(step.result_ids) or "nothing matched"
     return {"role": "assistant", "content": escape(body),
             "metadata": {"title": escape(title), "status": "done", "duration": round(step.seconds, 2)}}
