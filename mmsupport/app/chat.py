@@ -152,6 +152,12 @@ class Chat:
 
     # -- answering -------------------------------------------------------------------------------------------------
 
+    @staticmethod
+    def waiting(history: list[dict]) -> None:
+        """Stop the event chain, without a message, when no question waits for an answer (it was rejected)."""
+        if not history or history[-1]["role"] != "user":
+            raise gr.Error("No question waits for an answer.", visible=False, print_exception=False)
+
     def respond(self, history: list[dict], mode: str, k: float, category: str | None, turns: list[dict],
                 uploads: dict):
         """Stream the answer to the last user turn: step messages, then the answer, then the item cards.

@@ -138,8 +138,9 @@ def _wire(chat: Chat, c: dict, turns: gr.State, items: gr.State, uploads: gr.Sta
     textbox.change(chat.attach, [textbox, uploads], [textbox, uploads, c["error"]], queue=False,
                    show_progress="hidden", **private)
     textbox.submit(chat.add_message, [textbox, chatbot, uploads], [chatbot, textbox, c["error"], uploads],
-                   show_progress="hidden", **private).success(chat.respond, answer_inputs, answer_outputs,
-                                                              **answering)
+                   show_progress="hidden", **private).success(
+        chat.waiting, chatbot, None, queue=False, show_progress="hidden", **private).success(
+        chat.respond, answer_inputs, answer_outputs, **answering)
     chatbot.retry(chat.retry, [chatbot, turns], [chatbot, gallery, items], **private).success(
         chat.respond, answer_inputs, answer_outputs, **answering)
     chatbot.undo(chat.undo, [chatbot, turns], [chatbot, turns, textbox, gallery, items], **private)
@@ -147,7 +148,7 @@ def _wire(chat: Chat, c: dict, turns: gr.State, items: gr.State, uploads: gr.Sta
     chatbot.like(chat.vote, turns, None, **private)
     gallery.select(chat.ask_about, [items, chatbot], [chatbot, c["details"]], **private).success(
         chat.respond, answer_inputs, answer_outputs, **answering)
-    c["cite"].input(chat.show_cited, [c["cite"], turns], [gallery, items, c["details"]], show_progress="hidden",
+    c["cite"].change(chat.show_cited, [c["cite"], turns], [gallery, items, c["details"]], show_progress="hidden",
                     **private)
 
 
