@@ -1,7 +1,8 @@
 """The page: components and event wiring only; the handlers live in chat, api and admin.
 
 On a phone (390×844) the message box and its send button stay above the fold, the retrieved items sit right under
-it as a row of cards you swipe through (the examples come after them), and touch targets are at least 40 px.
+it as a row of cards you swipe through (the examples come after them), and touch targets are at least 40 px. On a
+desktop the items, search settings and examples form the right-hand column.
 """
 
 from __future__ import annotations
@@ -35,6 +36,7 @@ CSS = """
 #chat img {max-height: 220px; width: auto}
 #items .caption-label {position: static; white-space: normal; font-size: 0.8em; max-width: none;
   background: none; color: var(--body-text-color); padding: 4px 2px; text-align: left}
+#items:not(:has(.thumbnail-item)) {display: none}
 #items .grid-wrap {height: auto !important; max-height: 560px; min-height: 0}
 #items .gallery-item, #items .thumbnail-item {aspect-ratio: auto; height: auto}
 #items .thumbnail-item {display: flex; flex-direction: column; background: var(--background-fill-secondary)}
@@ -122,7 +124,7 @@ def _assistant(settings: Settings) -> dict:
                 k = gr.Slider(1, 20, value=settings.top_k, step=1, label="Items to retrieve (k)")
                 category = gr.Dropdown(["All"], value=settings.category or "All", label="Category",
                                        allow_custom_value=True, elem_id="category")
-    gr.Examples(label="Try", examples=_examples(), inputs=textbox)
+            gr.Examples(label="Try", examples=_examples(), inputs=textbox, examples_per_page=4)
     cite = gr.Textbox(elem_id="cite-target", show_label=False, container=False)
     return dict(chatbot=chatbot, error=error, textbox=textbox, gallery=gallery, details=details, mode=mode, k=k,
                 category=category, cite=cite)
