@@ -28,7 +28,8 @@ from pathlib import Path
 from mmsupport.config import Settings, load_settings
 from mmsupport.errors import InvalidInput, ModelUnavailable
 from mmsupport.images import image_digest, load_image, to_data_url
-from mmsupport.messages import Message, image_source, is_image, parts
+from mmsupport.messages import Message, image_source, is_image
+from mmsupport.messages import parts as content_parts
 
 #: Prompt used by :meth:`VLM.describe` when none is given.
 DESCRIBE_PROMPT = (
@@ -251,7 +252,7 @@ class TransformersVLM(VLM):
             [{**message, "content": [
                 {"type": "image", "image": load_image(image_source(part), max_side=self.image_max_side)}
                 if is_image(part) else part
-                for part in parts(message)
+                for part in content_parts(message)
             ]} for message in messages]
             for messages in conversations
         ]
@@ -359,7 +360,7 @@ class OpenAIVLM(VLM):
         converted = []
         for message in messages:
             parts = []
-            for part in parts(message):
+            for part in content_parts(message):
                 if is_image(part):
                     source = image_source(part)
                     if not (isinstance(source, str) and source.startswith(("http://", "https://", "data:"))):
