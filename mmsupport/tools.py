@@ -14,7 +14,7 @@ import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
-from mmsupport.catalog import Catalog, Item, sql_literal
+from mmsupport.catalog import Catalog, Item, category_filter, sql_literal
 from mmsupport.config import Settings
 from mmsupport.errors import InvalidInput
 from mmsupport.variants import Variants, find_variants
@@ -89,7 +89,7 @@ class Toolbox:
 
     def where(self, filters: dict) -> tuple[str | None, list[str]]:
         """SQL for the settings' category plus known ``filters``; the names of filters that were ignored."""
-        clauses = [f"category = {sql_literal(self.settings.category)}"] if self.settings.category else []
+        clauses = [category_filter(self.settings.category)] if self.settings.category else []
         ignored = []
         for name, value in filters.items():
             if name in FILTERS and isinstance(value, (str, int, float)) and not isinstance(value, bool):

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from mmsupport.catalog import TYPE_COLUMNS, Catalog, Item, family_name, sql_literal
+from mmsupport.catalog import TYPE_COLUMNS, Catalog, Item, category_filter, family_name, sql_literal
 
 #: Closest items of the asked colour offered when the family has none.
 ALTERNATIVES = 3
@@ -47,7 +47,7 @@ def _same_type(item: Item) -> str | None:
     for column in TYPE_COLUMNS:
         if item.attributes.get(column):
             return f"{column} = {sql_literal(item.attributes[column])}"
-    return f"category = {sql_literal(item.category)}" if item.category else None
+    return category_filter(item.category)
 
 
 def find_variants(catalog: Catalog, item: Item, colour: str | None, *, where: str | None = None,

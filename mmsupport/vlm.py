@@ -28,8 +28,8 @@ from pathlib import Path
 from mmsupport.config import Settings, load_settings
 from mmsupport.errors import InvalidInput, MMSupportError, ModelUnavailable
 from mmsupport.images import image_digest, load_image, to_data_url
-
-Message = dict
+from mmsupport.messages import Message, image_source, is_image
+from mmsupport.messages import parts as content_parts
 
 #: Prompt used by :meth:`VLM.describe` when none is given.
 DESCRIBE_PROMPT = (
@@ -113,23 +113,6 @@ class VLM(ABC):
             cached = self.generate([message], **kwargs).strip()
             _DESCRIPTIONS.put(key, cached)
         return cached
-
-
-def _content_parts(message: Message) -> list[dict]:
-    content = message.get("content")
-    if content is None:
-        return []
-    if isinstance(content, str):
-        return [{"type": "text", "text": content}]
-    return list(content)
-
-
-def _image_source(part: dict):
-    """The image inside an image part, whichever key the caller used (OpenAI's ``image_url`` gives its ``url``)."""
-    for key in ("image", "path", "url", "image_url"):
-        if part.get(key) is not None:
-            return part[key]["url"] if isinstance(part[key], dict) else part[key]
-    raise InvalidInput("An image part of the message has no image.", hint='Give it as {"type": "image", "image": ...}.')
 
 
 # --------------------------------------------------------------------------------------------------------------------
@@ -295,9 +278,9 @@ class TransformersVLM(VLM):
     def _inputs(self, conversations: list[list[Message]], tools: list[dict] | None):
         conversations = [
             [{**message, "content": [
-                {"type": "image", "image": load_image(_image_source(part), max_side=self.image_max_side)}
-                if part.get("type") in ("image", "image_url") else part
-                for part in _content_parts(message)
+                {"type": "image", "image": load_image(image_source(part), max_side=self.image_max_side)}
+                if is_image(part) else part
+                for part in content_parts(message)
             ]} for message in messages]
             for messages in conversations
         ]
@@ -405,9 +388,9 @@ class OpenAIVLM(VLM):
         converted = []
         for message in messages:
             parts = []
-            for part in _content_parts(message):
-                if part.get("type") in ("image", "image_url"):
-                    source = _image_source(part)
+            for part in content_parts(message):
+                if is_image(part):
+                    source = image_source(part)
                     if not (isinstance(source, str) and source.startswith(("http://", "https://", "data:"))):
                         source = to_data_url(load_image(source, max_side=self.image_max_side))
                     parts.append({"type": "image_url", "image_url": {"url": source}})

@@ -137,7 +137,7 @@ def ui_server(tmp_path_factory, sample_catalog_settings):
     from fakes import ScriptedVLM
 
     from mmsupport.config import load_settings
-    from mmsupport.ui import build_demo
+    from mmsupport.app import build_demo
 
     class PacedVLM(ScriptedVLM):
         def stream(self, messages, **kwargs):

@@ -61,3 +61,35 @@ def test_the_readme_api_example_runs(ui_server, capsys):
     *answer, first, second, third = capsys.readouterr().out.splitlines()
     assert re.search(r"\[\w+\]", " ".join(answer))  # cited answer, then the citations
     assert all(re.fullmatch(r"\w+ .+ [\d.]+", line) for line in (first, second, third))
+
+
+def test_api_docs_mark_optional_inputs_and_name_outputs(client):
+    endpoints = client.view_api(print_info=False, return_format="dict")["named_endpoints"]
+    chat = {p["parameter_name"]: p for p in endpoints["/chat"]["parameters"]}
+    assert list(chat) == ["message", "image", "mode", "k", "category"]
+    assert not chat["message"]["parameter_has_default"]
+    assert all(chat[name]["parameter_has_default"] for name in ("image", "mode", "k", "category"))
+    assert (chat["image"]["parameter_default"], chat["k"]["parameter_default"]) == (None, 5)
+    assert [r["label"] for r in endpoints["/chat"]["returns"]] == ["answer"]
+    search = {p["parameter_name"]: p for p in endpoints["/search"]["parameters"]}
+    assert [name for name, p in search.items() if not p["parameter_has_default"]] == ["query"]
+    assert [r["label"] for r in endpoints["/search"]["returns"]] == ["result"]
+
+
+def test_k_outside_1_to_50_is_refused_not_replaced(client):
+    from gradio_client.exceptions import AppError
+
+    for k in (0, 51, -3):
+        with pytest.raises(AppError, match="k must be a whole number from 1 to 50"):
+            client.predict("boots", "hybrid", k, "", api_name="/search")
+    with pytest.raises(AppError, match="k must be a whole number from 1 to 50"):
+        client.predict("boots", None, "hybrid", 0, "", api_name="/chat")
+    assert len(client.predict("boots", "hybrid", 50, "", api_name="/search")) > 5
+
+
+def test_an_over_long_message_is_refused_over_the_api_as_in_the_browser(client, ui_server):
+    from gradio_client.exceptions import AppError
+
+    limit = ui_server.settings.max_message_chars
+    with pytest.raises(AppError, match=f"over the {limit} limit"):
+        client.predict("boots " * limit, None, "hybrid", 5, "", api_name="/chat")

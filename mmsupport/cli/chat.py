@@ -10,6 +10,8 @@ from __future__ import annotations
 import json
 import sys
 
+from mmsupport.config import SEARCH_MODES
+
 
 def add_arguments(parser) -> None:
     parser.add_argument("message", metavar="MESSAGE", help="the customer's question")
@@ -18,7 +20,7 @@ def add_arguments(parser) -> None:
     parser.add_argument("--model", help="VLM Hub id or local folder (default: settings / MMSUPPORT_MODEL)")
     parser.add_argument("--db", help="LanceDB folder with the catalog (default: build the bundled sample catalog)")
     parser.add_argument("--table", help="catalog table name (default: settings / MMSUPPORT_TABLE)")
-    parser.add_argument("--mode", choices=["vector", "fts", "hybrid"], help="search mode (default: settings)")
+    parser.add_argument("--mode", choices=SEARCH_MODES, help="search mode (default: settings)")
     parser.add_argument("--k", type=int, help="items retrieved per search (default: settings)")
     parser.add_argument("--json", action="store_true", help="print the turn result as JSON")
 

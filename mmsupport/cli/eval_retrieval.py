@@ -49,12 +49,12 @@ def run(args) -> int:
     from mmsupport.config import load_settings
     from mmsupport.errors import InvalidInput
     from mmsupport.evaluation import evaluate, load_queries
-    from mmsupport.retrieval import MODES
+    from mmsupport.config import SEARCH_MODES
 
     modes = [m.strip() for m in args.modes.split(",") if m.strip()]
-    unknown = [m for m in modes if m not in MODES]
+    unknown = [m for m in modes if m not in SEARCH_MODES]
     if unknown or not modes:
-        raise InvalidInput(f"Unknown mode(s) {', '.join(unknown) or '(none)'}.", hint=f"Use --modes {','.join(MODES)}.")
+        raise InvalidInput(f"Unknown mode(s) {', '.join(unknown) or '(none)'}.", hint=f"Use --modes {','.join(SEARCH_MODES)}.")
     queries = load_queries(args.queries, catalog=args.catalog)
     catalog = Catalog.open(load_settings(db_dir=args.db, table=args.table))
     results = {mode: evaluate(catalog, queries, mode=mode, k=args.k) for mode in modes}

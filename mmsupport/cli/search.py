@@ -8,11 +8,13 @@ from __future__ import annotations
 
 import json
 
+from mmsupport.config import SEARCH_MODES
+
 
 def add_arguments(parser) -> None:
     parser.add_argument("query", nargs="?", help="what to look for (omit with --batch)")
     parser.add_argument("--batch", help="JSONL file whose lines have a 'query' field (optional 'where', 'k')")
-    parser.add_argument("--mode", choices=["vector", "fts", "hybrid"], help="search mode (default: hybrid)")
+    parser.add_argument("--mode", choices=SEARCH_MODES, help="search mode (default: hybrid)")
     parser.add_argument("-k", type=int, help="number of results (default: settings / MMSUPPORT_TOP_K)")
     parser.add_argument("--where", help="SQL filter applied before ranking")
     parser.add_argument("--db", help="LanceDB folder (default: settings / MMSUPPORT_DB_DIR)")

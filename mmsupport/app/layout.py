@@ -1,0 +1,203 @@
+"""The page: components and event wiring only; the handlers live in chat, api and admin.
+
+On a phone (390×844) the message box and its send button stay above the fold, the retrieved items sit right under
+it as a row of cards you swipe through (the examples come after them), and touch targets are at least 40 px. On a
+desktop the items, search settings and examples form the right-hand column.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import gradio as gr
+
+from mmsupport.app.admin import Admin
+from mmsupport.app.api import Api
+from mmsupport.app.chat import Chat
+from mmsupport.app.resources import Resources
+from mmsupport.config import SAMPLE_DATA_DIR, SEARCH_MODES, Settings, load_settings
+from mmsupport.feedback import FeedbackLog
+from mmsupport.vlm import VLM
+
+#: Example turns: (question, photo under data/images or None).
+EXAMPLES = [
+    ("Do you sell these running shoes? Any in blue?", "customer/sneaker_angle.png"),
+    ("My watch button is flashing red, what does that mean?", "customer/watch_red_light.png"),
+    ("The seam on my jacket tore after two months. Is that covered by the warranty?", "customer/jacket_tear.png"),
+    ("What is your return policy?", None),
+]
+
+CSS = """
+#status {padding: 6px 12px; border-left: 4px solid; border-radius: 4px; font-size: 0.9em}
+#status.loading {border-color: #d97706; background: #fffbeb}
+#status.unavailable {border-color: #dc2626; background: #fef2f2}
+#status.ready, #cite-target {display: none}
+#message-error {color: #b91c1c; font-size: 0.9em}
+#chat img {max-height: 220px; width: auto}
+#items .caption-label {position: static; white-space: normal; font-size: 0.8em; max-width: none;
+  background: none; color: var(--body-text-color); padding: 4px 2px; text-align: left}
+#items:not(:has(.thumbnail-item)) {display: none}
+#items .grid-wrap {height: auto !important; max-height: 560px; min-height: 0}
+#items .gallery-item, #items .thumbnail-item {aspect-ratio: auto; height: auto}
+#items .thumbnail-item {display: flex; flex-direction: column; background: var(--background-fill-secondary)}
+#items .thumbnail-item img {height: 150px; flex: none}
+#items .thumbnail-item.cited {outline: 3px solid var(--color-accent); outline-offset: 2px}
+@media (max-width: 640px) {
+  #title h2 {font-size: 1.1em; margin: 0}
+  #chat {height: min(46vh, 420px) !important; min-height: 260px}
+  #items .grid-container {grid-auto-flow: column; grid-template-columns: none !important;
+    grid-auto-columns: 44%; overflow-x: auto}
+  #items .grid-wrap {max-height: none}
+  #items .thumbnail-item img {height: 110px}
+  #chat button, #message button, #items button {min-width: 40px; min-height: 40px}
+}
+"""
+
+#: A citation link names its item ("#item-<id>"): the click asks the server (through the hidden #cite-target box)
+#: to show the cards of the turn that found it and its details, then highlights its card.
+HEAD = """<script>
+document.addEventListener("click", (event) => {
+  const link = event.target.closest && event.target.closest('a[href^="#item-"]');
+  if (!link) return;
+  event.preventDefault();
+  const id = decodeURIComponent(link.getAttribute("href").slice(6));
+  const box = document.querySelector("#cite-target textarea, #cite-target input");
+  if (box) {
+    box.value = id + "|" + Date.now();
+    box.dispatchEvent(new Event("input", {bubbles: true}));
+  }
+  let tries = 0;
+  const highlight = () => {
+    const card = [...document.querySelectorAll("#items .thumbnail-item")]
+      .find((c) => c.innerText.trim().endsWith(" · " + id));
+    if (!card) { if (++tries < 40) setTimeout(highlight, 100); return; }
+    card.scrollIntoView({behavior: "smooth", block: "nearest", inline: "center"});
+    card.classList.add("cited");
+    setTimeout(() => card.classList.remove("cited"), 2500);
+  };
+  setTimeout(highlight, 150);
+}, true);
+</script>"""
+
+
+class SupportApp(gr.Blocks):
+    """The app's Blocks; ``launch()`` defaults to the upload limit and serves only the catalog image folders."""
+
+    def __init__(self, settings: Settings, image_dirs: list[Path], **kwargs):
+        super().__init__(**kwargs)
+        self.settings = settings
+        self.image_dirs = image_dirs
+
+    def launch(self, **kwargs):
+        kwargs.setdefault("max_file_size", f"{int(self.settings.max_upload_mb * 1024 * 1024)}b")
+        kwargs.setdefault("allowed_paths", [str(d) for d in self.image_dirs])
+        kwargs.setdefault("css", CSS)
+        kwargs.setdefault("head", HEAD)
+        return super().launch(**kwargs)
+
+
+def _examples() -> list[dict]:
+    photos = {text: SAMPLE_DATA_DIR / "images" / photo if photo else None for text, photo in EXAMPLES}
+    return [{"text": text, "files": [str(photo)] if photo else []} for text, photo in photos.items()
+            if photo is None or photo.is_file()]
+
+
+def _assistant(settings: Settings) -> dict:
+    """The shopper's components: chat and message box, retrieved items and their details, search settings."""
+    with gr.Row(equal_height=False):
+        with gr.Column(scale=3, min_width=320):
+            chatbot = gr.Chatbot(
+                label="Conversation", height=560, elem_id="chat", buttons=["copy"],
+                placeholder="Ask about a product, an order or a problem — attach a photo if it helps.",
+                feedback_options=("Like", "Dislike"), allow_tags=False)
+            error = gr.Markdown(visible=False, elem_id="message-error")
+            textbox = gr.MultimodalTextbox(
+                placeholder="Type a question, or add a product photo…", show_label=False,
+                file_types=["image"], file_count="single", sources=["upload"], elem_id="message")
+        with gr.Column(scale=2, min_width=300):
+            gallery = gr.Gallery(label="Items we found (tap one to ask about it)", elem_id="items", columns=2,
+                                 height="auto", allow_preview=False, object_fit="contain", interactive=False)
+            details = gr.Markdown(elem_id="item-details")
+            with gr.Accordion("Search settings", open=False):
+                mode = gr.Radio(list(SEARCH_MODES), value=settings.search_mode, label="Search mode",
+                                info="fts = keyword (full-text) search")
+                k = gr.Slider(1, 20, value=settings.top_k, step=1, label="Items to retrieve (k)")
+                category = gr.Dropdown(["All"], value=settings.category or "All", label="Category",
+                                       allow_custom_value=True, elem_id="category")
+            gr.Examples(label="Try", examples=_examples(), inputs=textbox, examples_per_page=4)
+    cite = gr.Textbox(elem_id="cite-target", show_label=False, container=False)
+    return dict(chatbot=chatbot, error=error, textbox=textbox, gallery=gallery, details=details, mode=mode, k=k,
+                category=category, cite=cite)
+
+
+def _wire(chat: Chat, c: dict, turns: gr.State, items: gr.State, uploads: gr.State) -> None:
+    """Connect the shopper's components to the chat handlers."""
+    chatbot, textbox, gallery = c["chatbot"], c["textbox"], c["gallery"]
+    answer_outputs = [chatbot, gallery, items, turns]
+    answering = {"api_visibility": "private", "concurrency_id": "turn", "show_progress_on": chatbot}
+    answer_inputs = [chatbot, c["mode"], c["k"], c["category"], turns, uploads]
+    private = {"api_visibility": "private"}
+    textbox.change(chat.attach, [textbox, uploads], [textbox, uploads, c["error"]], queue=False,
+                   show_progress="hidden", **private)
+    textbox.submit(chat.add_message, [textbox, chatbot, uploads], [chatbot, textbox, c["error"], uploads],
+                   show_progress="hidden", **private).success(
+        chat.waiting, chatbot, None, queue=False, show_progress="hidden", **private).success(
+        chat.respond, answer_inputs, answer_outputs, **answering)
+    chatbot.retry(chat.retry, [chatbot, turns], [chatbot, gallery, items], **private).success(
+        chat.respond, answer_inputs, answer_outputs, **answering)
+    chatbot.undo(chat.undo, [chatbot, turns], [chatbot, turns, textbox, gallery, items], **private)
+    chatbot.clear(chat.clear, outputs=[chatbot, gallery, items, turns, c["details"], c["error"]], **private)
+    chatbot.like(chat.vote, turns, None, **private)
+    gallery.select(chat.ask_about, [items, chatbot], [chatbot, c["details"]], **private).success(
+        chat.respond, answer_inputs, answer_outputs, **answering)
+    c["cite"].change(chat.show_cited, [c["cite"], turns], [gallery, items, c["details"]], show_progress="hidden",
+                    **private)
+
+
+def build_demo(settings: Settings | None = None, *, vlm: VLM | None = None, catalog=None) -> SupportApp:
+    """Build the app from ``settings`` (default: :func:`load_settings`).
+
+    The catalog (built from the sample data on first start) and the VLM load in the background, so the page is up
+    at once; pass ``vlm`` and/or ``catalog`` to use ready ones (tests pass a scripted model). The catalog admin tab
+    exists only when ``settings.admin_password`` is set.
+    """
+    settings = settings or load_settings()
+    resources = Resources(settings, vlm=vlm, catalog=catalog)
+    chat = Chat(settings, resources, FeedbackLog(settings.feedback_path))
+    admin = Admin(settings, resources)
+    image_dirs = [(SAMPLE_DATA_DIR / "images").resolve(), admin.images_dir]
+
+    with SupportApp(settings, image_dirs, title="mmsupport: shopping & support assistant") as demo:
+        turns, items, uploads = gr.State([]), gr.State([]), gr.State({})
+        gr.Markdown("## Ask about a product, or show us a photo", elem_id="title")
+        status = gr.Markdown(elem_id="status", elem_classes=["ready"])
+        timer = gr.Timer(1.0)
+        if settings.admin_password:
+            with gr.Tabs():
+                with gr.Tab("Assistant"):
+                    c = _assistant(settings)
+                with gr.Tab("Catalog admin"):
+                    admin.tab(c["category"])
+        else:
+            c = _assistant(settings)
+        Api(chat).register()
+
+        def refresh_status():
+            """The status line and, once the catalog is open, the category choices; the timer stops when loaded."""
+            categories = resources.catalog.categories() if resources.catalog is not None else []
+            return (gr.Markdown(resources.shopper_status(), elem_classes=[resources.state]),
+                    gr.Dropdown(choices=["All", *categories]), gr.Timer(active=resources.loading))
+
+        def refresh_categories():
+            """The category choices as the catalog has them now (an ingest in any session adds some)."""
+            return gr.Dropdown(choices=["All", *resources.catalog.categories()]) if resources.catalog else gr.skip()
+
+        status_outputs = [status, c["category"], timer]
+        demo.load(refresh_status, outputs=status_outputs, api_visibility="private", show_progress="hidden")
+        timer.tick(refresh_status, outputs=status_outputs, api_visibility="private", show_progress="hidden")
+        c["category"].focus(refresh_categories, outputs=c["category"], api_visibility="private",
+                            show_progress="hidden")
+        _wire(chat, c, turns, items, uploads)
+    demo.resources = resources
+    demo.queue(default_concurrency_limit=2, max_size=64)
+    return demo
