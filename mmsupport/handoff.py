@@ -8,14 +8,12 @@ appends the conversation to a JSON Lines file beside the feedback log and the sh
 
 from __future__ import annotations
 
-import json
 import secrets
-import threading
 from abc import ABC, abstractmethod
 from datetime import datetime, timezone
 from pathlib import Path
 
-from mmsupport.errors import MMSupportError
+from mmsupport.jsonl import JsonlLog
 
 #: File name of the recorded requests, in the folder of ``settings.feedback_path``.
 HANDOFF_FILE = "handoffs.jsonl"
@@ -36,8 +34,8 @@ class RecordedHandoff(Handoff):
     """Appends each request to ``path`` (JSON Lines: time, reference, conversation); safe to share between threads."""
 
     def __init__(self, path: str | Path):
-        self.path = Path(path)
-        self._lock = threading.Lock()
+        self._log = JsonlLog(path, "hand-off request")
+        self.path = self._log.path
 
     @classmethod
     def from_settings(cls, settings) -> RecordedHandoff:
@@ -46,21 +44,10 @@ class RecordedHandoff(Handoff):
 
     def handoff(self, conversation: list[dict]) -> str:
         reference = f"H-{datetime.now(timezone.utc):%Y%m%d}-{secrets.token_hex(3).upper()}"
-        entry = {"time": datetime.now(timezone.utc).isoformat(timespec="seconds"), "reference": reference,
-                 "conversation": conversation}
-        try:
-            with self._lock:
-                self.path.parent.mkdir(parents=True, exist_ok=True)
-                with self.path.open("a", encoding="utf-8") as log:
-                    log.write(json.dumps(entry, ensure_ascii=False) + "\n")
-        except OSError as error:
-            raise MMSupportError(f"Could not record the hand-off in {self.path}: {error.strerror}.",
-                                 hint="Point MMSUPPORT_FEEDBACK_PATH at a writable folder.") from None
+        self._log.append({"time": datetime.now(timezone.utc).isoformat(timespec="seconds"), "reference": reference,
+                          "conversation": conversation})
         return reference
 
     def entries(self) -> list[dict]:
         """Every request recorded so far, oldest first."""
-        if not self.path.exists():
-            return []
-        with self.path.open(encoding="utf-8") as log:
-            return [json.loads(line) for line in log if line.strip()]
+        return self._log.entries()
