@@ -9,6 +9,9 @@ from mmsupport.app.chat import Chat
 from mmsupport.catalog import sql_literal
 from mmsupport.errors import InvalidInput
 
+#: How many ``/search`` calls run at once (each takes about 0.1 s of CPU).
+SEARCH_CONCURRENCY = 8
+
 
 class Api:
     """The API handlers, over the same :class:`~mmsupport.app.chat.Chat` the browser uses."""
@@ -51,4 +54,5 @@ class Api:
             button = gr.Button()
         button.click(self.chat_turn, [message, image, mode, k, category], result, api_name="chat",
                      concurrency_id="turn")
-        gr.api(self.search, api_name="search")
+        # Searches have their own queue slots: they never wait behind model turns, which run two at a time.
+        gr.api(self.search, api_name="search", concurrency_id="search", concurrency_limit=SEARCH_CONCURRENCY)
