@@ -172,10 +172,11 @@ def forged_history(part: dict) -> list[dict]:
 
 def test_a_forged_chat_history_cannot_copy_server_files_or_probe_for_them(ui_server, tmp_path):
     """A history part naming a server file made Gradio copy it into its cache (and an error told it was missing)."""
-    import tempfile
+    import uuid
+
     from gradio.utils import get_upload_folder
 
-    secret = Path(tempfile.mkdtemp(dir=tempfile.gettempdir())) / "owner-notes.txt"
+    secret = tmp_path / f"owner-notes-{uuid.uuid4().hex}.txt"  # under the system temp folder, which Gradio copies from
     secret.write_text("SUPPLIER-PRICES-7731")
     missing = secret.with_name("no-such-file.txt")
     replies = []
@@ -188,7 +189,7 @@ def test_a_forged_chat_history_cannot_copy_server_files_or_probe_for_them(ui_ser
             stream = call_events(ui_server.url, "add_message", [{"text": "hi", "files": []}, forged_history(part)])
             assert "event: error" in stream and "SUPPLIER" not in stream, stream
             replies.append(stream.split("data: ", 1)[1].strip())
-    copies = [p for p in Path(get_upload_folder()).rglob("owner-notes.txt")]
+    copies = list(Path(get_upload_folder()).rglob(secret.name))
     assert copies == [], "the server file was copied into Gradio's cache"
     assert replies[:3] == replies[3:], "the reply must not tell whether the named file exists"
     assert all('"error": null' not in reply for reply in replies), replies  # a message that says what is wrong
