@@ -1,11 +1,13 @@
-"""Load test of the app: concurrent gradio_client sessions sending photo + question turns to ``/chat`` on 127.0.0.1.
+"""Load test of the app: concurrent gradio_client sessions sending photo + question turns to ``/chat`` on 127.0.0.1,
+while a few other clients search the catalog through ``/search``.
 
-    python bench/ui_load.py                          # 20 sessions for 120 s
-    python bench/ui_load.py --sessions 5 --seconds 30
+    python bench/ui_load.py                          # 20 chat sessions and 4 searchers for 120 s
+    python bench/ui_load.py --sessions 5 --searchers 2 --seconds 30
 
 Starts the app in a child process on a fresh sample catalog in a temp folder (catalog, agent and UI run for real; the
 VLM is a weightless stand-in that cites what it is given, so the figures measure the app, not a model), records how
-long the page and the catalog take to come up on a first start, then runs the sessions and samples the server's RSS.
+long the page and the catalog take to come up on a first start and how long one search takes alone, then runs the
+sessions and samples the server's RSS.
 Writes ``bench/results/ui_load.json`` and ``ui_load.png``. The CPU is shared on dev machines: timings are noisy.
 """
 
@@ -31,6 +33,10 @@ QUESTIONS = [
     "Do you have this in another colour?",
     "How do I fix this?",
 ]
+SEARCHES = ["waterproof hiking boots", "my watch flashes red", "return policy", "blue running shoes",
+            "leather bag", "warranty for a torn seam"]
+#: A searcher's pause between searches, as a person reading the results would.
+SEARCH_PAUSE = 0.25
 
 
 def citing_vlm():
@@ -83,7 +89,14 @@ def wait_until(predicate, timeout: float, what: str) -> float:
     raise TimeoutError(f"{what} not within {timeout:.0f} s")
 
 
-def run_load(sessions: int = 20, seconds: float = 120.0, workdir: Path | None = None) -> dict:
+def _latencies(calls: list[dict], prefix: str) -> dict:
+    latencies = sorted(c["seconds"] for c in calls) or [float("nan")]
+    return {f"{prefix}p50": round(statistics.median(latencies), 3),
+            f"{prefix}p95": round(latencies[int(0.95 * (len(latencies) - 1))], 3),
+            f"{prefix}max": round(latencies[-1], 3)}
+
+
+def run_load(sessions: int = 20, seconds: float = 120.0, workdir: Path | None = None, searchers: int = 4) -> dict:
     """Run the load test and return its figures (see the module docstring)."""
     import httpx
     import psutil
@@ -101,9 +114,15 @@ def run_load(sessions: int = 20, seconds: float = 120.0, workdir: Path | None = 
         probe = Client(url, verbose=False)
         catalog_up = wait_until(lambda: probe.predict("boots", "hybrid", 1, "", api_name="/search"), 600,
                                 "the catalog")
+        alone = []  # one client searching on an otherwise idle server: the figure load is compared with
+        for query in SEARCHES * 2:
+            sent = time.monotonic()
+            probe.predict(query, "hybrid", 5, "", api_name="/search")
+            alone.append({"seconds": time.monotonic() - sent})
         process = psutil.Process(server.pid)
         rss: list[tuple[float, float]] = []
         turns: list[dict] = []
+        searches: list[dict] = []
         errors: list[str] = []
         stop = threading.Event()
         load_start = time.monotonic()
@@ -129,9 +148,26 @@ def run_load(sessions: int = 20, seconds: float = 120.0, workdir: Path | None = 
                               "seconds": time.monotonic() - sent, "answered": answered})
                 turn += 1
 
+        def searcher(number: int):
+            client = Client(url, verbose=False)
+            call = 0
+            while time.monotonic() - load_start < seconds:
+                sent = time.monotonic()
+                try:
+                    found = bool(client.predict(SEARCHES[(number + call) % len(SEARCHES)], "hybrid", 5, "",
+                                                api_name="/search"))
+                except Exception as error:
+                    errors.append(f"searcher {number}: {type(error).__name__}: {error}")
+                    found = False
+                searches.append({"searcher": number, "sent": sent - load_start,
+                                 "seconds": time.monotonic() - sent, "found": found})
+                call += 1
+                time.sleep(SEARCH_PAUSE)
+
         sampler = threading.Thread(target=sample_rss)
         sampler.start()
         workers = [threading.Thread(target=session, args=(n,)) for n in range(sessions)]
+        workers += [threading.Thread(target=searcher, args=(n,)) for n in range(searchers)]
         for worker in workers:
             worker.start()
         for worker in workers:
@@ -142,21 +178,20 @@ def run_load(sessions: int = 20, seconds: float = 120.0, workdir: Path | None = 
         server.terminate()
         server.wait(30)
 
-    latencies = sorted(t["seconds"] for t in turns)
     warm_rss = [mb for at, mb in rss if at >= min(10.0, seconds / 4)]
     return {
         "sessions": sessions, "seconds": seconds, "turns": len(turns),
         "answered": sum(t["answered"] for t in turns), "errors": errors,
         "turns_per_second": round(len(turns) / seconds, 2),
-        "latency_p50": round(statistics.median(latencies), 3),
-        "latency_p95": round(latencies[int(0.95 * (len(latencies) - 1))], 3),
-        "latency_max": round(latencies[-1], 3),
+        **_latencies(turns, "latency_"),
+        "searchers": searchers, "searches": len(searches), "searches_found": sum(c["found"] for c in searches),
+        **_latencies(searches, "search_latency_"), **_latencies(alone, "search_alone_"),
         "rss_mb_start": round(rss[0][1], 1), "rss_mb_warm": round(warm_rss[0], 1),
         "rss_mb_peak": round(max(mb for _, mb in rss), 1), "rss_mb_end": round(rss[-1][1], 1),
         "page_up_seconds": round(page_up, 1), "catalog_ready_seconds": round(catalog_up + page_up, 1),
         "since_spawn_seconds": round(time.monotonic() - started, 1),
         "cpu_count": os.cpu_count(), "load_average": [round(x, 2) for x in os.getloadavg()],
-        "timeline": {"turns": turns, "rss": rss},
+        "timeline": {"turns": turns, "searches": searches, "rss": rss},
     }
 
 
@@ -170,13 +205,16 @@ def plot(result: dict, path: Path) -> None:
     fig, (top, bottom) = plt.subplots(2, 1, figsize=(9, 6), sharex=True)
     turns = result["timeline"]["turns"]
     top.scatter([t["sent"] for t in turns], [t["seconds"] for t in turns], s=6,
-                c=["tab:blue" if t["answered"] else "tab:red" for t in turns])
-    top.axhline(result["latency_p50"], color="gray", ls="--", label=f"p50 {result['latency_p50']:.2f} s")
-    top.axhline(result["latency_p95"], color="black", ls=":", label=f"p95 {result['latency_p95']:.2f} s")
-    top.set_ylabel("turn latency (s)")
+                c=["tab:blue" if t["answered"] else "tab:red" for t in turns],
+                label=f"/chat p50 {result['latency_p50']:.2f} s, p95 {result['latency_p95']:.2f} s")
+    searches = result["timeline"]["searches"]
+    top.scatter([c["sent"] for c in searches], [c["seconds"] for c in searches], s=6, c="tab:orange",
+                label=f"/search p50 {result['search_latency_p50']:.2f} s, p95 {result['search_latency_p95']:.2f} s")
+    top.set_ylabel("latency (s)")
     top.legend(loc="upper right")
-    top.set_title(f"{result['sessions']} gradio_client sessions, photo + question turns to /chat "
-                  f"({result['turns']} turns, {len(result['errors'])} errors)")
+    top.set_title(f"{result['sessions']} sessions sending photo + question turns to /chat, {result['searchers']} "
+                  f"searching ({result['turns']} turns, {result['searches']} searches, "
+                  f"{len(result['errors'])} errors)", fontsize=9)
     bottom.plot(*zip(*result["timeline"]["rss"]), color="tab:green")
     bottom.set_ylabel("server RSS (MiB)")
     bottom.set_xlabel("seconds since the load started")
@@ -189,6 +227,7 @@ def main() -> int:
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--sessions", type=int, default=20)
+    parser.add_argument("--searchers", type=int, default=4)
     parser.add_argument("--seconds", type=float, default=120.0)
     parser.add_argument("--out", type=Path, default=REPO / "bench" / "results")
     parser.add_argument("--serve", nargs=2, metavar=("PORT", "DB_DIR"), help=argparse.SUPPRESS)
@@ -196,11 +235,12 @@ def main() -> int:
     if args.serve:
         serve(int(args.serve[0]), Path(args.serve[1]))
         return 0
-    result = run_load(args.sessions, args.seconds)
+    result = run_load(args.sessions, args.seconds, searchers=args.searchers)
     write_result(args.out / "ui_load.json", result)
     plot(result, args.out / "ui_load.png")
     print(json.dumps({k: v for k, v in result.items() if k != "timeline"}, indent=1))
-    return 0 if not result["errors"] and result["answered"] == result["turns"] else 1
+    answered = result["answered"] == result["turns"] and result["searches_found"] == result["searches"]
+    return 0 if not result["errors"] and answered else 1
 
 
 if __name__ == "__main__":

@@ -90,6 +90,7 @@ class Settings:
 
     # App
     admin_password: str | None = field(default=None, repr=False)
+    admin_session_minutes: float = 30.0  # an admin log-in expires after this long without an admin call
     feedback_path: Path = Path(".mmsupport/feedback.jsonl")
     max_upload_mb: float = 10.0
 

@@ -20,12 +20,29 @@ from mmsupport.errors import InvalidInput
 
 #: Formats we decode; anything else is refused before decoding.
 FORMATS = ("JPEG", "PNG", "WEBP", "GIF")
+#: File name extensions of those formats.
+SUFFIXES = frozenset({".jpg", ".jpeg", ".png", ".webp", ".gif"})
 #: Largest encoded file accepted.
 MAX_BYTES = 20 * 1024 * 1024
 #: Largest decoded image accepted (width × height); above this a file is treated as a decompression bomb.
 MAX_PIXELS = 40_000_000
 #: Longest side over shortest side; beyond this an image is a strip or a line, not a photo.
 MAX_ASPECT_RATIO = 20
+
+
+#: Leading bytes of each format in FORMATS.
+_SIGNATURES = {"PNG": (b"\x89PNG\r\n\x1a\n",), "JPEG": (b"\xff\xd8\xff",), "GIF": (b"GIF87a", b"GIF89a")}
+
+
+def sniff_format(head: bytes) -> str | None:
+    """The format in :data:`FORMATS` that the first bytes of a file start with, or None: content, not the name, decides.
+
+    >>> sniff_format(b"GIF89a..."), sniff_format(b"<svg xmlns=...")
+    ('GIF', None)
+    """
+    if head[:4] == b"RIFF" and head[8:12] == b"WEBP":
+        return "WEBP"
+    return next((name for name, starts in _SIGNATURES.items() if head.startswith(starts)), None)
 
 
 def _read_bytes(source, max_bytes: int) -> bytes:

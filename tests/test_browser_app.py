@@ -107,14 +107,14 @@ def test_html_from_people_and_catalog_rows_is_shown_as_text(page):
     send(page, f"Is this safe? {XSS}")
     chat = wait_for_answers(page, 1)
     assert "<script>window.__xss=1</script>" in chat
-    # A photo whose file name is markup and whose bytes are not an image: the error names it, as text.
+    # A photo whose file name is markup and whose bytes are not an image: the upload is refused by content, and
+    # the error names it, as text.
     page.set_input_files("#message input[type=file]", files=[
         {"name": "<img src=x onerror=window.__xss=1>.png", "mimeType": "image/png", "buffer": b"not a png"}])
-    page.wait_for_function("(document.querySelector('#message-error')?.innerText || '').includes('supported format')",
-                           timeout=30_000)  # refused when attached, before anything is sent
+    page.wait_for_function("document.body.innerText.includes('supported format')", timeout=30_000)
     page.screenshot(path=str(ARTIFACTS / "bad_upload.png"))
-    assert re.search(r"img src.?x onerror.?window.__xss.?1.?\.png: ", page.inner_text("#message-error"))
-    page.wait_for_function("!document.querySelector('#message img')", timeout=10_000)  # and taken off the box
+    assert re.search(r"img src.?x onerror.?window.__xss.?1.?\.png: ", page.inner_text("body"))
+    assert page.locator("#message .thumbnail-item").count() == 0  # nothing was attached
     # P0004's description carries <script> and <img onerror> markup: show its card and the answer about it.
     send(page, "Tell me about the Everyday Crew T-Shirt (Grey) with the limited print run")
     wait_for_answers(page, 2)

@@ -107,18 +107,20 @@ def test_uploads_over_the_size_limit_are_refused(ui_server):
 
 
 def test_non_images_get_a_clear_message_and_the_app_keeps_serving(ui_server):
+    import httpx
     from gradio_client import Client, handle_file
     from gradio_client.exceptions import AppError
 
     client = Client(ui_server.url, verbose=False)
-    bad = Path(ui_server.root) / "invoice.pdf"
-    bad.write_bytes(b"%PDF-1.4 not an image")
-    with pytest.raises(AppError, match="invoice.pdf: The file is not an image"):
-        client.predict("What is this?", handle_file(str(bad)), "hybrid", 3, "", api_name="/chat")
-    disguised = Path(ui_server.root) / "disguised.png"
-    disguised.write_bytes(b"<html><script>alert(1)</script></html>")
-    with pytest.raises(AppError, match="disguised.png"):
-        client.predict("What is this?", handle_file(str(disguised)), "hybrid", 3, "", api_name="/chat")
+    root = Path(ui_server.root)
+    (root / "invoice.pdf").write_bytes(b"%PDF-1.4 not an image")
+    (root / "disguised.png").write_bytes(b"<html><script>alert(1)</script></html>")
+    (root / "empty.png").write_bytes(b"")
+    for name, reason in (("invoice.pdf", "not an image"), ("disguised.png", "not an image"), ("empty.png", "empty")):
+        with pytest.raises(httpx.HTTPStatusError) as refused:  # the upload itself is refused, by content
+            client.predict("What is this?", handle_file(str(root / name)), "hybrid", 3, "", api_name="/chat")
+        assert refused.value.response.status_code == 415
+        assert name in refused.value.response.text and reason in refused.value.response.text
     with pytest.raises(AppError, match="empty"):
         client.predict("   ", None, "hybrid", 3, "", api_name="/chat")
     result = client.predict("running shoes", None, "hybrid", 3, "", api_name="/chat")
@@ -131,11 +133,10 @@ def test_the_app_keeps_serving_after_bad_input(ui_server):
 
     client = Client(ui_server.url, verbose=False)
     root = Path(ui_server.root)
-    (root / "empty.png").write_bytes(b"")
     (root / "truncated.png").write_bytes(png_bytes((256, 256))[:300])
     bomb = root / "bomb.png"  # tiny file, 40000 x 40000 pixels once decoded
     Image.new("1", (40000, 40000)).save(bomb, optimize=True)
-    for name in ("empty.png", "truncated.png", "bomb.png"):
+    for name in ("truncated.png", "bomb.png"):  # image headers pass the upload check; decoding refuses them
         with pytest.raises(AppError, match=name):
             client.predict("What is this?", handle_file(str(root / name)), "hybrid", 3, "", api_name="/chat")
     with pytest.raises(AppError, match="over the 4000 limit"):  # refused as in the browser, not cut silently
@@ -155,3 +156,88 @@ def test_api_callers_cannot_point_an_upload_at_a_server_file(ui_server):
             continue
         stream = httpx.get(f"{ui_server.url}/gradio_api/call/chat/{event.json()['event_id']}", timeout=60).text
         assert "event: error" in stream and SECRET not in stream, stream
+
+
+def call_events(url: str, name: str, data: list, session_hash: str = "forger") -> str:
+    """POST /gradio_api/call/<name> with a chosen session hash and return the event stream's text."""
+    import httpx
+
+    event = httpx.post(f"{url}/gradio_api/call/{name}", json={"data": data, "session_hash": session_hash},
+                       timeout=30)
+    assert event.status_code == 200, event.text
+    return httpx.get(f"{url}/gradio_api/call/{name}/{event.json()['event_id']}", timeout=120).text
+
+
+def forged_history(part: dict) -> list[dict]:
+    return [{"role": "user", "content": [part], "metadata": None, "options": None}]
+
+
+def test_a_forged_chat_history_cannot_copy_server_files_or_probe_for_them(ui_server, tmp_path):
+    """A history part naming a server file made Gradio copy it into its cache (and an error told it was missing)."""
+    import uuid
+
+    from gradio.utils import get_upload_folder
+
+    secret = tmp_path / f"owner-notes-{uuid.uuid4().hex}.txt"  # under the system temp folder, which Gradio copies from
+    secret.write_text("SUPPLIER-PRICES-7731")
+    missing = secret.with_name("no-such-file.txt")
+    replies = []
+    for path in (secret, missing):
+        for part in ({"type": "component", "component": "file", "value": {"path": str(path)},
+                      "constructor_args": {}, "props": {}},
+                     {"type": "component", "component": "image", "value": {"path": str(path)},
+                      "constructor_args": {}, "props": {}},
+                     {"type": "file", "file": {"path": str(path), "meta": {"_type": "gradio.FileData"}}}):
+            stream = call_events(ui_server.url, "add_message", [{"text": "hi", "files": []}, forged_history(part)])
+            assert "event: error" in stream and "SUPPLIER" not in stream, stream
+            replies.append(stream.split("data: ", 1)[1].strip())
+    copies = list(Path(get_upload_folder()).rglob(secret.name))
+    assert copies == [], "the server file was copied into Gradio's cache"
+    assert replies[:3] == replies[3:], "the reply must not tell whether the named file exists"
+    assert all('"error": null' not in reply for reply in replies), replies  # a message that says what is wrong
+
+
+def test_the_chat_takes_back_its_own_history_with_an_uploaded_photo(ui_server):
+    """Positive control for the check above: the history the server returned, photo included, is accepted."""
+    import json
+
+    photo = {"path": upload(ui_server.url, "own-photo.png", png_bytes()), "meta": {"_type": "gradio.FileData"}}
+    stream = call_events(ui_server.url, "add_message", [{"text": "What is this?", "files": [photo]}, []])
+    assert "event: complete" in stream, stream
+    history = json.loads(stream.split("data: ", 1)[1])[0]
+    assert history[0]["content"][0]["file"]["path"].endswith("own-photo.png")
+    stream = call_events(ui_server.url, "add_message", [{"text": "And in blue?", "files": []}, history])
+    assert "event: complete" in stream, stream
+
+
+@pytest.mark.parametrize("name, data", [
+    ("page.html", b"<html><script>alert(1)</script></html>"),
+    ("logo.svg", b"<svg xmlns='http://www.w3.org/2000/svg'><script>alert(1)</script></svg>"),
+    ("logo.png", b"<svg xmlns='http://www.w3.org/2000/svg'><script>alert(1)</script></svg>"),  # by content
+    ("page.csv", b"  <html><body onload=alert(1)>,x\n"),
+    ("shoe.png.html", png_bytes()),
+])
+def test_uploads_that_are_not_the_apps_file_kinds_are_refused(ui_server, name, data):
+    import httpx
+
+    response = httpx.post(f"{ui_server.url}/gradio_api/upload", files={"files": (name, data)}, timeout=30)
+    assert response.status_code == 415 and name in response.text, response.text
+
+
+def test_uploads_of_the_apps_file_kinds_are_kept(ui_server):
+    import httpx
+
+    buffer = io.BytesIO()
+    Image.new("RGB", (8, 8)).save(buffer, format="WEBP")
+    for name, data in (("shoe.PNG", png_bytes()), ("shoe.webp", buffer.getvalue()),
+                       ("rows.csv", b"kind,id,title\nproduct,Z1,Beanie\n"), ("images.zip", b"PK\x05\x06" + b"\0" * 18)):
+        response = httpx.post(f"{ui_server.url}/gradio_api/upload", files={"files": (name, data)}, timeout=30)
+        assert response.status_code == 200, (name, response.text)
+
+
+@pytest.mark.parametrize("image", ["/etc/passwd", "http://example.com/shoe.png", {"path": "/etc/passwd"},
+                                   {"path": "http://example.com/shoe.png", "meta": {"_type": "gradio.FileData"}},
+                                   {"path": "/etc/passwd", "meta": {"_type": "gradio.FileData"}}])
+def test_chat_with_a_server_path_or_url_as_the_image_says_what_to_do(ui_server, image):
+    stream = call_events(ui_server.url, "chat", ["What is this?", image, "hybrid", 3, ""])
+    assert "event: error" in stream and "/gradio_api/upload" in stream and SECRET not in stream, stream

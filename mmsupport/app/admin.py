@@ -1,11 +1,13 @@
 """The catalog admin tab: log in with ``MMSUPPORT_ADMIN_PASSWORD``, see the catalog's and the model's state (with
-the fix when one is unavailable), preview a CSV, ingest it with its images. The tab exists only when a password is
-set."""
+the fix when one is unavailable), preview a CSV, ingest it with its images.
+
+Only built when the password is set. The log-in hands the browser a token (:mod:`mmsupport.app.sessions`) that it
+sends with every admin call; each handler checks it before doing anything.
+"""
 
 from __future__ import annotations
 
 import dataclasses
-import hmac
 import shutil
 import zipfile
 from pathlib import Path
@@ -14,11 +16,12 @@ import gradio as gr
 
 from mmsupport.app import views
 from mmsupport.app.resources import Resources
+from mmsupport.app.sessions import AdminSessions
 from mmsupport.config import Settings
+from mmsupport.csvfile import read_csv
 from mmsupport.errors import InvalidInput
+from mmsupport.images import SUFFIXES
 
-#: Image types kept from an admin zip.
-IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".webp", ".gif"}
 #: Largest total size of the images inside an admin zip, so a zip bomb cannot fill the disk.
 MAX_ZIP_BYTES = 500 * 1024 * 1024
 
@@ -30,33 +33,36 @@ class Admin:
         self.settings = settings
         self.resources = resources
         self.images_dir = (Path(settings.db_dir) / "images").resolve()
+        self.sessions = AdminSessions(settings.admin_password or "", ttl=settings.admin_session_minutes * 60)
 
-    def login(self, password: str):
-        """Open the admin controls for this browser session if the password is right."""
-        if not hmac.compare_digest((password or "").encode(), self.settings.admin_password.encode()):
-            gr.Warning("Wrong admin password.")
-            return False, gr.skip(), gr.skip(), "", gr.skip()
-        return True, gr.Column(visible=False), gr.Column(visible=True), "", self.resources.admin_status()
+    def login(self, password: str, request: gr.Request):
+        """Open the admin controls and hand this browser a session token if the password is right."""
+        client = request.client.host if request is not None and request.client is not None else "unknown"
+        try:
+            token = self.sessions.log_in(password, client)
+        except InvalidInput as error:
+            gr.Warning(error.message)
+            return None, gr.skip(), gr.skip(), "", gr.skip()
+        return token, gr.Column(visible=False), gr.Column(visible=True), "", self.resources.admin_status()
 
-    def preview(self, csv_file: str | None, authed: bool):
-        """The first 20 rows of the uploaded CSV, as text."""
+    def preview(self, csv_file: str | None, token: str | None):
+        """The first 20 rows of the uploaded CSV, read as ingest reads it."""
         import pandas as pd
 
-        if not authed or not csv_file:
-            return None
-        try:
-            return pd.read_csv(csv_file, nrows=20, dtype=str).fillna("")
-        except (ValueError, UnicodeDecodeError) as error:
-            raise gr.Error(views.escape(f"Could not read {Path(csv_file).name} as CSV: {error}. Save it as UTF-8 "
-                                        "CSV with a header row."), print_exception=False) from None
+        with views.ui_errors():
+            self.sessions.check(token)
+            if not csv_file:
+                return None
+            table = read_csv(csv_file)
+        return pd.DataFrame([fields for _, fields in table.rows[:20]], columns=table.header)
 
-    def ingest(self, csv_file: str | None, images_zip: str | None, authed: bool,
+    def ingest(self, csv_file: str | None, images_zip: str | None, token: str | None,
                progress=gr.Progress(track_tqdm=True)):
         """Ingest the CSV (and the zip's images); a summary, the rejected rows and the new category choices."""
         import pandas as pd
 
-        if not authed:
-            raise gr.Error("Log in first.", print_exception=False)
+        with views.ui_errors():
+            self.sessions.check(token)
         if not csv_file:
             raise gr.Error("Upload a CSV of products or articles first.", print_exception=False)
         with views.ui_errors():
@@ -72,7 +78,7 @@ class Admin:
     def tab(self, category: gr.Dropdown) -> None:
         """The admin tab's components and events (call inside a ``gr.Tab``, only when an admin password is set);
         ingests refresh ``category``."""
-        authed = gr.State(False)
+        token = gr.BrowserState(None)  # held by this browser, checked by the server on every admin call
         with gr.Column() as login_box:
             password = gr.Textbox(label="Admin password", type="password")
             login_button = gr.Button("Log in", variant="primary")
@@ -90,9 +96,9 @@ class Admin:
             ingest_summary = gr.Markdown(elem_id="admin-summary")
             rejected_table = gr.Dataframe(label="Rejected rows", interactive=False, elem_id="admin-rejected")
         gr.on([login_button.click, password.submit], self.login, password,
-              [authed, login_box, admin_box, password, status], api_visibility="private")
-        csv_file.change(self.preview, [csv_file, authed], preview_table, api_visibility="private")
-        ingest_button.click(self.ingest, [csv_file, images_zip, authed],
+              [token, login_box, admin_box, password, status], api_visibility="private")
+        csv_file.change(self.preview, [csv_file, token], preview_table, api_visibility="private")
+        ingest_button.click(self.ingest, [csv_file, images_zip, token],
                             [ingest_summary, rejected_table, category], api_visibility="private")
 
 
@@ -104,7 +110,7 @@ def extract_images(images_zip: str, folder: Path) -> Path:
         with zipfile.ZipFile(images_zip) as archive:
             for info in archive.infolist():
                 name = Path(info.filename.replace("\\", "/")).name
-                if info.is_dir() or Path(name).suffix.lower() not in IMAGE_SUFFIXES or name.startswith("."):
+                if info.is_dir() or Path(name).suffix.lower() not in SUFFIXES or name.startswith("."):
                     continue
                 total += info.file_size
                 if total > MAX_ZIP_BYTES:

@@ -13,6 +13,9 @@ from mmsupport.app.chat import Chat, check_message
 from mmsupport.catalog import category_filter
 from mmsupport.errors import InvalidInput
 
+#: How many ``/search`` calls run at once (each takes about 0.1 s of CPU).
+SEARCH_CONCURRENCY = 8
+
 
 class Api:
     """The API handlers, over the same :class:`~mmsupport.app.chat.Chat` the browser uses."""
@@ -66,5 +69,6 @@ class Api:
             chat_button, search_button = gr.Button(), gr.Button()
         chat_button.click(self.chat_turn, [message, image, mode, k, category], answer, api_name="chat",
                           concurrency_id="turn")
+        # Searches have their own queue slots: they never wait behind model turns, which run two at a time.
         search_button.click(self.search, [query, mode, k, category], result, api_name="search",
-                            concurrency_id="search")
+                            concurrency_id="search", concurrency_limit=SEARCH_CONCURRENCY)

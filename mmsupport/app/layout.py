@@ -15,6 +15,7 @@ from mmsupport.app.admin import Admin
 from mmsupport.app.api import Api
 from mmsupport.app.chat import Chat
 from mmsupport.app.resources import Resources
+from mmsupport.app.uploads import check_inputs, upload_check
 from mmsupport.config import SAMPLE_DATA_DIR, SEARCH_MODES, Settings, load_settings
 from mmsupport.feedback import FeedbackLog
 from mmsupport.vlm import VLM
@@ -81,7 +82,10 @@ document.addEventListener("click", (event) => {
 
 
 class SupportApp(gr.Blocks):
-    """The app's Blocks; ``launch()`` defaults to the upload limit and serves only the catalog image folders."""
+    """The app's Blocks; ``launch()`` defaults to the upload limit and serves only the catalog image folders.
+
+    Uploads are checked by content, and event inputs may name only uploaded files (:mod:`mmsupport.app.uploads`).
+    """
 
     def __init__(self, settings: Settings, image_dirs: list[Path], **kwargs):
         super().__init__(**kwargs)
@@ -93,7 +97,15 @@ class SupportApp(gr.Blocks):
         kwargs.setdefault("allowed_paths", [str(d) for d in self.image_dirs])
         kwargs.setdefault("css", CSS)
         kwargs.setdefault("head", HEAD)
+        app_kwargs = kwargs.get("app_kwargs") or {}
+        kwargs["app_kwargs"] = {**app_kwargs, "middleware": [*app_kwargs.get("middleware", []),
+                                                             upload_check(self.settings)]}
         return super().launch(**kwargs)
+
+    async def preprocess_data(self, block_fn, inputs, state, explicit_call=False):
+        """Refuse inputs naming files they did not upload before Gradio reads, copies or fetches them."""
+        check_inputs(block_fn.inputs, inputs)
+        return await super().preprocess_data(block_fn, inputs, state, explicit_call)
 
 
 def _examples() -> list[dict]:
