@@ -180,6 +180,7 @@ ROWS = ("kind,id,title,category,colour,price,description,image\n"
         "product,{id},Harbour Wool Beanie (Navy),headwear,navy,24.50,A warm ribbed merino beanie.,\n")
 
 
+@pytest.mark.slow
 def test_a_reused_session_hash_does_not_carry_the_admin_log_in(admin_app):
     event, data = call(admin_app.url, "login", [PASSWORD], session_hash="shop-owner-tab")
     token = data[0]
@@ -198,6 +199,7 @@ def test_a_reused_session_hash_does_not_carry_the_admin_log_in(admin_app):
     assert event == "error" and "not logged in" in data["error"]
 
 
+@pytest.mark.slow
 def test_wrong_passwords_over_http_lock_the_client_out(admin_app):
     """Runs last in this module: it leaves 127.0.0.1 locked out of ``admin_app``."""
     def opened(data) -> bool:
@@ -212,6 +214,7 @@ def test_wrong_passwords_over_http_lock_the_client_out(admin_app):
     assert event == "complete" and not opened(data), "the right password must not work during a lockout"
 
 
+@pytest.mark.slow
 def test_without_an_admin_password_there_are_no_admin_endpoints(tmp_path, sample_catalog_settings):
     import httpx
 
