@@ -22,6 +22,7 @@ import tempfile
 import time
 from pathlib import Path
 
+from machine import write_result
 from mmsupport.agent import Agent
 from mmsupport.catalog import ensure_sample_catalog
 from mmsupport.config import SAMPLE_DATA_DIR, load_settings
@@ -89,8 +90,7 @@ def main() -> None:
         result["meets_bar"] = result["fixed_model"]["all"]["p50"] <= BAR_MS
     result.update(load_average_1m_at_end=round(os.getloadavg()[0], 1),
                   timed_at=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()))
-    RESULTS.mkdir(parents=True, exist_ok=True)
-    (RESULTS / "agent_sample.json").write_text(json.dumps(result, indent=2) + "\n")
+    write_result(RESULTS / "agent_sample.json", result)
     print(json.dumps(result, indent=2))
 
 
