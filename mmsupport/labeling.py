@@ -28,11 +28,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from mmsupport.errors import InvalidInput, ModelUnavailable
+from mmsupport.images import SUFFIXES
 
 #: The bundled taxonomy (mirrors the sample catalog in data/).
 DEFAULT_TAXONOMY = Path(__file__).with_name("taxonomy.txt")
-#: Image file suffixes :func:`find_images` picks up.
-IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".webp", ".gif")
 #: Fields every label has; ``attributes`` is a dict of strings, the others are strings.
 FIELDS = ("title", "category", "colour", "attributes", "description")
 #: The category given when nothing in the taxonomy is close.
@@ -221,7 +220,7 @@ def find_images(folder: str | Path) -> list[Path]:
     folder = Path(folder)
     if not folder.is_dir():
         raise InvalidInput(f"{folder} is not a folder.", hint="Pass the folder that holds the product images.")
-    return sorted(path for path in folder.rglob("*") if path.suffix.lower() in IMAGE_SUFFIXES and path.is_file())
+    return sorted(path for path in folder.rglob("*") if path.suffix.lower() in SUFFIXES and path.is_file())
 
 
 def read_labels(path: str | Path) -> list[dict]:
