@@ -36,7 +36,6 @@ from __future__ import annotations
 
 import dataclasses
 import logging
-import math
 import re
 import time
 from collections.abc import Iterator
@@ -387,7 +386,7 @@ class _Turn:
         rows = [data_line({
             "n": self.numbers[item.id], "id": item.id, "kind": item.kind, "title": item.title,
             "category": item.category, "colour": item.colour,
-            "price": round(item.price, 2) if item.price is not None and math.isfinite(item.price) else None,
+            "price": round(item.price, 2) if item.price is not None else None,
             "text": clean(item.text)[:ITEM_TEXT_CHARS]}) for item in items]
         return self.agent.prompts["data"].format(items="\n".join(rows))
 
