@@ -94,6 +94,14 @@ class Settings:
     feedback_path: Path = Path(".mmsupport/feedback.jsonl")
     max_upload_mb: float = 10.0
 
+    # Support desk (see mmsupport.store)
+    database_url: str | None = field(default=None, repr=False)  # SQLAlchemy URL; default SQLite beside db_dir
+    store_images: bool = False  # keep shoppers' photos in the store (otherwise only their SHA-256)
+    retention_days: float | None = None  # delete sessions older than this at start (none: keep everything)
+    variants: Path | None = None  # YAML file of A/B variants
+    desk_password: str | None = field(default=None, repr=False)  # staff desk log-in (default: admin_password)
+    handoff_webhook: str | None = None  # POST each new hand-off ticket as JSON to this URL
+
 
 def _coerce(name: str, raw: str, annotation: object):
     """Convert an environment string to the field's type, or raise a fix-it error."""
