@@ -47,7 +47,7 @@ sessions = sa.Table(
 
 turns = sa.Table(
     "turns", metadata,
-    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("id", sa.String(32), primary_key=True),  # made by log_turn, so feedback can name it at once
     sa.Column("session_id", sa.ForeignKey("sessions.id", ondelete="CASCADE"), nullable=False, index=True),
     sa.Column("time", sa.DateTime(timezone=True), nullable=False),
     sa.Column("variant", sa.String(64), nullable=False),
@@ -78,7 +78,7 @@ feedback = sa.Table(
     "feedback", metadata,
     sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
     sa.Column("session_id", sa.ForeignKey("sessions.id", ondelete="CASCADE"), nullable=False, index=True),
-    sa.Column("turn_id", sa.ForeignKey("turns.id", ondelete="CASCADE")),  # none for a rating of the whole chat
+    sa.Column("turn_id", sa.String(32)),  # none for a rating of the whole chat; may arrive before its turn is saved  # none for a rating of the whole chat
     sa.Column("time", sa.DateTime(timezone=True), nullable=False),
     sa.Column("kind", sa.String(16), nullable=False),  # one of FEEDBACK_KINDS
     sa.Column("value", sa.Integer, nullable=False),
@@ -229,14 +229,14 @@ class ConversationStore:
                                                         started=now()))
 
     def log_turn(self, session_id: str, turn: dict, *, variant: str = "control", channel: str = "web",
-                 photos: list[bytes] = (), on_saved: Callable[[int], None] | None = None) -> None:
-        """Record one answered turn (in the background).
+                 photos: list[bytes] = ()) -> str:
+        """Record one answered turn (in the background) and return its id.
 
         ``turn`` has the :data:`turns` columns (question, answer, citations, retrieved_ids, top_score, no_match,
         intent, focus_used, search, model, first_token_s, answer_s, error); ``photos`` are the raw bytes of the
-        turn's images: their hashes are recorded, the bytes only when ``store_images`` is on. ``on_saved`` is called
-        with the turn's row id once it is written.
+        turn's images: their hashes are recorded, the bytes only when ``store_images`` is on.
         """
+        turn_id = secrets.token_hex(16)
         hashes = [image_hash(data) for data in photos]
         columns = {c.name for c in turns.columns} - {"id", "session_id", "time", "variant", "image_hashes"}
         row = {key: value for key, value in turn.items() if key in columns}
@@ -247,14 +247,13 @@ class ConversationStore:
             for digest, data in keep:
                 if connection.execute(sa.select(images.c.hash).where(images.c.hash == digest)).first() is None:
                     connection.execute(images.insert().values(hash=digest, session_id=session_id, data=data))
-            turn_id = connection.execute(turns.insert().values(
-                session_id=session_id, time=now(), variant=variant, image_hashes=hashes, **row)).inserted_primary_key[0]
-            if on_saved is not None:
-                on_saved(turn_id)
+            connection.execute(turns.insert().values(id=turn_id, session_id=session_id, time=now(), variant=variant,
+                                                     image_hashes=hashes, **row))
 
         self.submit(write)
+        return turn_id
 
-    def record_feedback(self, session_id: str, kind: str, value: int, *, turn_id: int | None = None,
+    def record_feedback(self, session_id: str, kind: str, value: int, *, turn_id: str | None = None,
                         variant: str = "control", channel: str = "web") -> None:
         """Record a thumbs vote, a solved / still-need-help mark or a 1-5 rating (in the background)."""
         if kind not in FEEDBACK_KINDS or value not in FEEDBACK_KINDS[kind]:
