@@ -78,7 +78,7 @@ feedback = sa.Table(
     "feedback", metadata,
     sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
     sa.Column("session_id", sa.ForeignKey("sessions.id", ondelete="CASCADE"), nullable=False, index=True),
-    sa.Column("turn_id", sa.String(32)),  # none for a rating of the whole chat; may arrive before its turn is saved  # none for a rating of the whole chat
+    sa.Column("turn_id", sa.String(32)),  # none for a rating of the whole chat; may arrive before its turn is saved
     sa.Column("time", sa.DateTime(timezone=True), nullable=False),
     sa.Column("kind", sa.String(16), nullable=False),  # one of FEEDBACK_KINDS
     sa.Column("value", sa.Integer, nullable=False),
