@@ -80,6 +80,7 @@ class Settings:
     api_key: str | None = field(default=None, repr=False)
     request_timeout: float = 60.0
     max_retries: int = 2
+    server_concurrency: int = 8  # requests in flight at once in batch work (labeling), so the server can batch them
 
     # Agent
     max_agent_steps: int = 3

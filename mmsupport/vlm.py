@@ -361,24 +361,31 @@ class OpenAIVLM(VLM):
     """A model behind an OpenAI-compatible ``/chat/completions`` endpoint (vLLM, TGI, Ollama, transformers serve).
 
     Images are sent as JPEG data URLs; streaming uses server-sent events; connection failures, timeouts and 5xx/429
-    answers are retried ``max_retries`` times (only before any text was produced). The API key is sent in the
-    ``Authorization`` header and appears nowhere else (not in ``repr``, errors or logs).
+    answers are retried ``max_retries`` times (only before any text was produced), waiting as long as a 429/503's
+    ``Retry-After`` asks. :meth:`generate_batch` keeps up to ``concurrency`` requests in flight, so a server that
+    batches sequences (vLLM, TGI) is kept busy. The API key is sent in the ``Authorization`` header and appears
+    nowhere else (not in ``repr``, errors or logs).
     """
 
     supports_tools = True
 
     def __init__(self, base_url: str, model: str, *, api_key: str | None = None, timeout: float = 60.0,
-                 max_retries: int = 2, max_new_tokens: int = 256, image_max_side: int = 512):
+                 max_retries: int = 2, max_new_tokens: int = 256, image_max_side: int = 512, concurrency: int = 8):
         import httpx
 
+        if concurrency < 1:
+            raise InvalidInput(f"The server concurrency must be at least 1, not {concurrency}.",
+                               hint="Set MMSUPPORT_SERVER_CONCURRENCY to a positive number, e.g. 8.")
         self.base_url = base_url.rstrip("/")
         self.name = model
         self.max_retries = max_retries
+        self.concurrency = concurrency
         self.max_new_tokens = max_new_tokens
         self.image_max_side = image_max_side
         self.timeout = timeout
         headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
-        self._client = httpx.Client(base_url=self.base_url + "/", headers=headers, timeout=timeout)
+        limits = httpx.Limits(max_connections=max(concurrency, 10), max_keepalive_connections=max(concurrency, 10))
+        self._client = httpx.Client(base_url=self.base_url + "/", headers=headers, timeout=timeout, limits=limits)
 
     def __repr__(self) -> str:
         return f"OpenAIVLM(base_url={self.base_url!r}, model={self.name!r})"
@@ -463,6 +470,10 @@ class OpenAIVLM(VLM):
                 response.close()
                 if last or response.status_code not in _RETRY_STATUSES:
                     raise self._http_error(response)
+                wait = _retry_after(response)
+                if wait is not None:
+                    time.sleep(wait)
+                    continue
             time.sleep(min(0.5 * 2**attempt, 4.0))
 
     def stream(self, messages: list[Message], *, max_new_tokens: int | None = None,
@@ -503,6 +514,31 @@ class OpenAIVLM(VLM):
             text += _tool_call_text(call["function"]["name"], call["function"].get("arguments") or "{}")
         return text
 
+    def generate_batch(self, conversations: list[list[Message]], *, batch_size: int = 8, **kwargs) -> list[str]:
+        """One reply per conversation, in order, with up to ``concurrency`` requests in flight (``batch_size`` is
+        the local backends' knob; the server batches what arrives together). Raises the first failure, after every
+        request has finished."""
+        from concurrent.futures import ThreadPoolExecutor
+
+        if len(conversations) <= 1 or self.concurrency == 1:
+            return [self.generate(messages, **kwargs) for messages in conversations]
+        with ThreadPoolExecutor(min(self.concurrency, len(conversations)), thread_name_prefix="vlm-request") as pool:
+            futures = [pool.submit(self.generate, messages, **kwargs) for messages in conversations]
+        return [future.result() for future in futures]
+
+
+#: Longest wait a server's ``Retry-After`` may ask for before a retry.
+MAX_RETRY_AFTER_S = 30.0
+
+
+def _retry_after(response) -> float | None:
+    """Seconds a 429/503 answer's ``Retry-After`` header asks to wait (at most :data:`MAX_RETRY_AFTER_S`), if any."""
+    value = response.headers.get("retry-after", "").strip()
+    try:
+        return min(max(float(value), 0.0), MAX_RETRY_AFTER_S) if value else None
+    except ValueError:  # an HTTP date: not worth parsing, back off as usual
+        return None
+
 
 def _tool_call_text(name: str, arguments: str | dict) -> str:
     """A structured tool call in the ``<tool_call>{...}</tool_call>`` text form every backend returns."""
@@ -529,7 +565,8 @@ def load_vlm(settings: Settings | None = None) -> VLM:
     """
     settings = settings or load_settings()
     key = (settings.backend, settings.model, settings.server_model, settings.adapter, settings.device, settings.dtype,
-           settings.quantization, settings.base_url, settings.api_key, settings.image_splitting)
+           settings.quantization, settings.base_url, settings.api_key, settings.image_splitting,
+           settings.server_concurrency)
     with _LOAD_LOCK:
         if key not in _LOADED:
             _LOADED[key] = _create(settings)
@@ -543,7 +580,8 @@ def _create(settings: Settings) -> VLM:
                                    hint="Set MMSUPPORT_BASE_URL, e.g. http://127.0.0.1:8000/v1.")
         return OpenAIVLM(settings.base_url, settings.server_model or settings.model, api_key=settings.api_key,
                          timeout=settings.request_timeout, max_retries=settings.max_retries,
-                         max_new_tokens=settings.max_new_tokens, image_max_side=settings.image_max_side)
+                         max_new_tokens=settings.max_new_tokens, image_max_side=settings.image_max_side,
+                         concurrency=settings.server_concurrency)
     return TransformersVLM(settings.model, adapter=settings.adapter, device=settings.device, dtype=settings.dtype,
                            quantization=settings.quantization, max_new_tokens=settings.max_new_tokens,
                            image_max_side=settings.image_max_side, image_splitting=settings.image_splitting)

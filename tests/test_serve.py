@@ -220,3 +220,111 @@ def test_timeout(scripted):
     vlm = OpenAIVLM(scripted.url, "tiny", timeout=0.5, max_retries=0)
     with pytest.raises(ModelUnavailable, match="did not answer within 0.5 s"):
         vlm.generate([{"role": "user", "content": "hi"}])
+
+
+# --------------------------------------------------------------------------------------------------------------------
+# Batch work keeps several requests in flight
+
+
+class Echo:
+    """Answers each request with its last user text after ``delay`` seconds, counting requests in flight; the first
+    ``busy`` requests get a 429 with ``Retry-After: 0.2``."""
+
+    def __init__(self, delay: float = 0.2, busy: int = 0):
+        self.in_flight = self.most_in_flight = 0
+        self.busy, self.refused = busy, 0
+        lock = threading.Lock()
+        outer = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def log_message(self, *args):
+                pass
+
+            def do_POST(self):
+                body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+                text = " ".join(part["text"] for part in body["messages"][-1]["content"] if part["type"] == "text")
+                with lock:
+                    refuse = outer.refused < outer.busy
+                    outer.refused += refuse
+                    outer.in_flight += 1
+                    outer.most_in_flight = max(outer.most_in_flight, outer.in_flight)
+                time.sleep(0 if refuse else delay * (1 + len(text) % 3))
+                with lock:
+                    outer.in_flight -= 1
+                status, payload = (429, {"error": "busy"}) if refuse else (200, _reply(text))
+                data = json.dumps(payload).encode()
+                self.send_response(status)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(data)))
+                if refuse:
+                    self.send_header("Retry-After", "0.2")
+                self.end_headers()
+                self.wfile.write(data)
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/v1"
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def close(self):
+        self.server.shutdown()
+        self.server.server_close()
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("concurrency", [1, 4])
+def test_generate_batch_keeps_up_to_concurrency_requests_in_flight_and_the_order(concurrency):
+    server = Echo()
+    try:
+        vlm = OpenAIVLM(server.url, "tiny", concurrency=concurrency)
+        questions = [f"question {n}" + "?" * n for n in range(10)]  # different lengths: different delays
+        replies = vlm.generate_batch([[{"role": "user", "content": q}] for q in questions])
+    finally:
+        server.close()
+    assert replies == questions
+    assert server.most_in_flight == concurrency
+
+
+@pytest.mark.slow
+def test_a_busy_server_is_retried_after_the_wait_it_asks_for():
+    server = Echo(delay=0.01, busy=3)
+    try:
+        vlm = OpenAIVLM(server.url, "tiny", concurrency=3, max_retries=1)
+        replies = vlm.generate_batch([[{"role": "user", "content": f"q{n}"}] for n in range(3)])
+    finally:
+        server.close()
+    assert replies == ["q0", "q1", "q2"] and server.refused == 3
+
+
+@pytest.mark.parametrize("header, wait", [("0.2", 0.2), ("7", 7.0), ("86400", 30.0), ("-3", 0.0),
+                                          ("Wed, 21 Oct 2026 07:28:00 GMT", None), (None, None)])
+def test_retry_after_is_read_and_capped(header, wait):
+    from mmsupport.vlm import _retry_after
+
+    headers = {"Retry-After": header} if header else {}
+    assert _retry_after(httpx.Response(429, headers=headers)) == wait
+
+
+def test_concurrency_must_be_positive():
+    with pytest.raises(InvalidInput, match="MMSUPPORT_SERVER_CONCURRENCY"):
+        OpenAIVLM("http://127.0.0.1:1/v1", "tiny", concurrency=0)
+
+
+@pytest.mark.slow
+def test_labeling_through_transformers_serve_at_concurrency_4_keeps_order_and_resumes(served_model, tmp_path):
+    from mmsupport.labeling import label_images, read_labels
+
+    base_url, model = served_model
+    paths = []
+    for n, colour in enumerate(["red", "green", "blue", "yellow", "purple", "orange"]):
+        paths.append(tmp_path / f"{n}.png")
+        Image.new("RGB", (48, 48), colour).save(paths[-1])
+    vlm = load_vlm(load_settings({}, backend="openai", base_url=base_url, server_model=model, server_concurrency=4))
+    assert vlm.concurrency == 4
+    out = tmp_path / "labels.jsonl"
+    run = label_images(vlm, paths[:4], out, batch_size=4, max_attempts=1, max_new_tokens=8, progress=False)
+    assert run.labelled + run.failed == 4
+    again = label_images(vlm, paths, out, batch_size=4, max_attempts=1, max_new_tokens=8, progress=False)
+    assert again.skipped == 4 and again.labelled + again.failed == 2
+    records = read_labels(out)
+    assert [record["image"] for record in records] == [str(path.resolve()) for path in paths]
+    assert all("attempts" in record and record["model"] == model for record in records)

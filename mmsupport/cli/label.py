@@ -13,7 +13,11 @@ def add_arguments(parser) -> None:
     parser.add_argument("images", metavar="IMAGES_DIR", help="folder of product images (searched recursively)")
     parser.add_argument("--out", required=True, help="JSONL file to append labels to")
     parser.add_argument("--model", help="model Hub id or local folder (default: settings / MMSUPPORT_MODEL)")
-    parser.add_argument("--batch-size", type=int, default=8, help="images per generation batch (default 8)")
+    parser.add_argument("--batch-size", type=int,
+                        help="images per batch, written together (default 8; with a model server 4 x --concurrency)")
+    parser.add_argument("--concurrency", type=int,
+                        help="requests in flight to a model server (MMSUPPORT_BACKEND=openai; default "
+                             "MMSUPPORT_SERVER_CONCURRENCY, 8)")
     parser.add_argument("--taxonomy", help="taxonomy file, 'group: type, type' per line (default: bundled)")
     parser.add_argument("--max-attempts", type=int, default=3, help="tries per image when the JSON is unusable")
     parser.add_argument("--max-new-tokens", type=int, default=256, help="longest reply per image")
@@ -30,9 +34,10 @@ def run(args) -> int:
 
     taxonomy = Taxonomy.load(args.taxonomy)
     images = find_images(args.images)[:args.limit]
-    settings = load_settings(model=args.model)
+    settings = load_settings(model=args.model, server_concurrency=args.concurrency)
     vlm = load_vlm(settings)
-    result = label_images(vlm, images, args.out, taxonomy=taxonomy, batch_size=args.batch_size,
+    batch_size = args.batch_size or (4 * settings.server_concurrency if settings.backend == "openai" else 8)
+    result = label_images(vlm, images, args.out, taxonomy=taxonomy, batch_size=batch_size,
                           max_attempts=args.max_attempts, max_new_tokens=args.max_new_tokens,
                           retry_failed=args.retry_failed, image_max_side=settings.image_max_side,
                           progress=not args.json)
