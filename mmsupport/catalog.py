@@ -11,6 +11,12 @@ one, else the title without its variant suffix (:func:`family_name`).
 Writes are crash safe: each ingest commits its rows in one LanceDB transaction, so a killed ingest leaves the previous
 version. LanceDB leaves the files of an interrupted write on disk; the next ingest (or :meth:`Catalog.cleanup`) removes
 them while holding the table's write lock.
+
+On object storage (``db_dir`` = ``s3://bucket/prefix`` and the like) a file lock cannot hold writers on other machines
+apart: there the rule is one writing process per table (the ingest job), any number of readers. Lance commits each
+write atomically, so readers always see a whole version; files of interrupted writes are left for
+:data:`KEEP_VERSIONS`, after which cleanup removes them, since a write in progress elsewhere cannot be told apart
+from a dead one sooner.
 """
 
 from __future__ import annotations
@@ -20,6 +26,7 @@ import hashlib
 import json
 import math
 import re
+import threading
 import time
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
@@ -60,6 +67,28 @@ ANN_MIN_ROWS = 100_000
 COMPACT_FRAGMENTS = 8
 #: Old versions kept for time travel; older ones are removed by :meth:`Catalog.cleanup`.
 KEEP_VERSIONS = timedelta(days=7)
+#: What to check when object storage refuses: the usual environment of LanceDB's object-store client.
+STORAGE_HINT = ("Check the bucket name and the storage's environment variables (AWS_ENDPOINT_URL, AWS_ACCESS_KEY_ID, "
+                "AWS_SECRET_ACCESS_KEY, AWS_REGION; AWS_ALLOW_HTTP=true for a local http:// endpoint).")
+#: Object-store failures worth naming, as (text in LanceDB's error, what it means).
+_STORAGE_PROBLEMS = (("NoSuchBucket", "the bucket does not exist"),
+                     ("Connection refused", "nothing answers at the storage endpoint"),
+                     ("tcp connect error", "the storage endpoint cannot be reached"),
+                     ("InvalidAccessKeyId", "the access key is not known"),
+                     ("SignatureDoesNotMatch", "the secret key is wrong"),
+                     ("AccessDenied", "access is denied"),
+                     ("Forbidden", "access is denied"),
+                     ("credential", "no credentials were found"))
+
+
+def _storage_problem(error: Exception) -> str | None:
+    """What an object-store error means, in words, or ``None`` when it is not one we know."""
+    text = str(error)
+    return next((meaning for marker, meaning in _STORAGE_PROBLEMS if marker in text), None)
+
+
+#: Holds this process's writers to object-storage tables apart (across processes, see the module notes).
+_REMOTE_WRITERS = threading.Lock()
 #: Seconds between looks for versions written by another process (say, a CLI ingest while the app runs).
 REFRESH_SECONDS = 2.0
 #: What a table name may be: it becomes a folder name inside the LanceDB folder, so no path parts.
@@ -299,11 +328,15 @@ class Catalog:
         import lancedb
 
         check_table_name(settings.table)
-        Path(settings.db_dir).mkdir(parents=True, exist_ok=True)
-        db = lancedb.connect(str(settings.db_dir))
+        if not settings.catalog_is_remote:
+            Path(settings.db_dir).mkdir(parents=True, exist_ok=True)
         try:
+            db = lancedb.connect(str(settings.db_dir))
             table = db.open_table(settings.table)
-        except (FileNotFoundError, ValueError):
+        except (FileNotFoundError, ValueError, OSError) as error:
+            if settings.catalog_is_remote and _storage_problem(error):
+                raise CatalogError(f"Cannot open the catalog at {settings.db_dir}: {_storage_problem(error)}.",
+                                   hint=STORAGE_HINT) from None
             if not create:
                 raise CatalogError(
                     f"No catalog table {settings.table!r} in {settings.db_dir}.",
@@ -557,7 +590,7 @@ class Catalog:
         """Merge the table's fragments (each writing ingest adds one) once there are :data:`COMPACT_FRAGMENTS`: two
         versions, the rewrite and the index remap."""
         if len(self._table.to_lance().get_fragments()) >= COMPACT_FRAGMENTS:
-            self._table.optimize(cleanup_older_than=KEEP_VERSIONS, delete_unverified=True)
+            self._table.optimize(cleanup_older_than=KEEP_VERSIONS, delete_unverified=self._sole_writer)
 
     def cleanup(self) -> None:
         """Maintenance: fold unindexed rows into the indexes, remove what interrupted writes left on disk and drop
@@ -571,14 +604,28 @@ class Catalog:
         """Remove leftovers and old versions; this commits no version."""
         if self._table is None:
             return
-        root = Path(self.settings.db_dir) / f"{self.name}.lance"
-        for leftover in root.rglob(".tmp*"):
-            leftover.unlink(missing_ok=True)
-        self._table.to_lance().cleanup_old_versions(older_than=KEEP_VERSIONS, delete_unverified=True)
+        if self._sole_writer:
+            for leftover in (Path(self.settings.db_dir) / f"{self.name}.lance").rglob(".tmp*"):
+                leftover.unlink(missing_ok=True)
+        self._table.to_lance().cleanup_old_versions(older_than=KEEP_VERSIONS, delete_unverified=self._sole_writer)
+
+    @property
+    def _sole_writer(self) -> bool:
+        """True when the write lock excludes every other writer (a local table), so files no version references
+        are leftovers of dead writes and can go at once."""
+        return not self.settings.catalog_is_remote
 
     @contextmanager
     def _write_lock(self):
-        """One writer per table across processes; also what makes deleting unreferenced files safe."""
+        """One writer per local table across processes; also what makes deleting unreferenced files safe. On object
+        storage only this process's writers are held apart (one writing process per table, see the module notes)."""
+        if not self._sole_writer:
+            with _REMOTE_WRITERS:
+                try:
+                    yield
+                finally:
+                    self._view = None
+            return
         lock_path = Path(self.settings.db_dir) / f".{self.name}.lock"
         with open(lock_path, "w") as lock:
             fcntl.flock(lock, fcntl.LOCK_EX)

@@ -53,7 +53,9 @@ class Settings:
     """Everything a deployment can tune. Field names map to ``MMSUPPORT_*`` environment variables."""
 
     # Catalog and retrieval
-    db_dir: Path = Path(".mmsupport/db")
+    #: A local folder, or an object-store URI LanceDB opens (s3://bucket/prefix, gs://…, az://…; credentials and
+    #: endpoint from the store's usual environment variables, e.g. AWS_ENDPOINT_URL, AWS_ALLOW_HTTP).
+    db_dir: str | Path = Path(".mmsupport/db")
     table: str = "catalog"
     embedding_model: str = field(default_factory=default_embedding_model)
     embedding_runtime: Literal["onnx", "torch"] = "onnx"  # onnx: ~3x faster queries on CPU, same vectors
@@ -102,6 +104,29 @@ class Settings:
     variants: Path | None = None  # YAML file of A/B variants
     desk_password: str | None = field(default=None, repr=False)  # staff desk log-in (default: admin_password)
     handoff_webhook: str | None = None  # POST each new hand-off ticket as JSON to this URL
+
+
+    @property
+    def catalog_is_remote(self) -> bool:
+        """True when the catalog lives on object storage (``db_dir`` is a URI such as ``s3://shop/db``)."""
+        return is_uri(self.db_dir)
+
+    @property
+    def data_dir(self) -> Path:
+        """The local folder for the app's own files (the default conversation store): the catalog folder's parent,
+        or ``.mmsupport`` when the catalog is on object storage."""
+        return Path(".mmsupport") if self.catalog_is_remote else Path(self.db_dir).parent
+
+    @property
+    def images_dir(self) -> Path:
+        """Where images uploaded from the admin tab are kept: inside the catalog folder, or under :attr:`data_dir`
+        when the catalog is on object storage (each replica serves its own copy)."""
+        return (self.data_dir if self.catalog_is_remote else Path(self.db_dir)) / "images"
+
+
+def is_uri(location: str | Path) -> bool:
+    """True for an object-store URI (``s3://…``), false for a local path."""
+    return isinstance(location, str) and "://" in location
 
 
 def _coerce(name: str, raw: str, annotation: object):

@@ -125,10 +125,10 @@ def image_hash(data: bytes) -> str:
 
 
 def database_url(settings: Settings) -> str:
-    """``settings.database_url``, or an SQLite file ``conversations.db`` beside the catalog folder."""
+    """``settings.database_url``, or an SQLite file ``conversations.db`` in ``settings.data_dir``."""
     if settings.database_url:
         return settings.database_url
-    return f"sqlite:///{(settings.db_dir.parent / 'conversations.db').resolve()}"
+    return f"sqlite:///{(settings.data_dir / 'conversations.db').resolve()}"
 
 
 def _engine(url: str) -> sa.Engine:
@@ -172,7 +172,7 @@ class ConversationStore:
         """The store named by ``settings.database_url`` (default: SQLite beside the catalog)."""
         url = database_url(settings)
         if url.startswith("sqlite:///"):
-            settings.db_dir.parent.mkdir(parents=True, exist_ok=True)
+            settings.data_dir.mkdir(parents=True, exist_ok=True)
         return cls(url, store_images=settings.store_images)
 
     def _check_schema(self) -> None:

@@ -32,7 +32,7 @@ class Admin:
     def __init__(self, settings: Settings, resources: Resources):
         self.settings = settings
         self.resources = resources
-        self.images_dir = (Path(settings.db_dir) / "images").resolve()
+        self.images_dir = settings.images_dir.resolve()
         self.sessions = AdminSessions(settings.admin_password or "", ttl=settings.admin_session_minutes * 60)
 
     def login(self, password: str, request: gr.Request):
