@@ -147,10 +147,11 @@ def load_variants(path: Path) -> list[Variant]:
     if not pairs:
         raise _refuse(path, key, "'variants' lists no variant")
     variants = [_variant(path, name, value) for name, value in pairs]
-    names = [v.name for v in variants]
+    seen = set()
     for (name, _), variant in zip(pairs, variants):
-        if names.count(variant.name) > 1:
+        if variant.name in seen:
             raise _refuse(path, name, f"variant {variant.name!r} is listed twice")
+        seen.add(variant.name)
     return variants
 
 
