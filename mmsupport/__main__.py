@@ -23,6 +23,8 @@ COMMANDS = {
     "eval retrieval": "eval_retrieval",
     "chat": "chat",
     "eval agent": "eval_agent",
+    "forget": "forget",
+    "purge": "purge",
 }
 
 

@@ -27,11 +27,11 @@ CSS = """
 def components() -> dict:
     """The buttons, the rating and a note; hidden until an answer is shown (call inside the page's layout)."""
     with gr.Row(visible=False, elem_id="outcome") as row:
-        solved = gr.Button("👍 Solved", size="sm", variant="secondary", elem_id="solved")
+        solved = gr.Button("Solved", size="sm", variant="secondary", elem_id="solved")
         unsolved = gr.Button("Still need help", size="sm", variant="secondary", elem_id="unsolved")
+    note = gr.Markdown(visible=False, elem_id="outcome-note")
     csat = gr.Radio(RATINGS, value=None, label="How was this chat? 1 = poor, 5 = great", visible=False,
                     elem_id="csat")
-    note = gr.Markdown(visible=False, elem_id="outcome-note")
     return {"outcome": row, "solved": solved, "unsolved": unsolved, "csat": csat, "note": note}
 
 
