@@ -75,7 +75,7 @@ class Api:
                                             variant=session["variant"], channel="api")
         return {"recorded": True}
 
-    def search(self, query: str, mode: str = "hybrid", k: int = 5, category: str | None = None) -> list[dict]:
+    def search(self, query: str, mode: str = "", k: int | None = None, category: str | None = None) -> list[dict]:
         """Search the catalog: items best first, each with id, kind, title, text, price, score."""
         with views.ui_errors():
             turn = self.chat.turn_settings(mode or self.settings.search_mode,
