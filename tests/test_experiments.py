@@ -97,3 +97,22 @@ def test_a_variant_prompt_file_and_threshold_change_the_agents_answer(tmp_path, 
     strict = Agent(None, catalog, experiments.get("strict").apply(sample_catalog_settings)).run_turn(question)
     assert not control.no_match and control.top_score is not None and control.top_score < 0.99
     assert strict.no_match and strict.answer == "Nothing like that here, sorry. Shall I ask a colleague?"
+
+
+@pytest.mark.slow  # loads a tiny vision-language model
+def test_a_variant_with_its_own_model_loads_it_on_its_first_turn_and_keeps_it(tmp_path, tiny_vlm_dir):
+    from fakes import ScriptedVLM
+
+    from mmsupport.app.resources import Resources
+
+    path = write(tmp_path, f"variants:\n  control: {{weight: 1}}\n  tiny: {{weight: 1, model: '{tiny_vlm_dir}'}}\n"
+                           "  broken: {weight: 1, model: /no/such/model}\n")
+    experiments = Experiments(load_variants(path))
+    settings = load_settings({}, db_dir=tmp_path / "db", quantization="none")
+    default = ScriptedVLM()
+    resources = Resources(settings, vlm=default, catalog=object())
+    assert resources.vlm_for(experiments.get("control").apply(settings)) is default
+    tiny = resources.vlm_for(experiments.get("tiny").apply(settings))
+    assert tiny is not default and tiny.name == str(tiny_vlm_dir)
+    assert resources.vlm_for(experiments.get("tiny").apply(settings)) is tiny
+    assert resources.vlm_for(experiments.get("broken").apply(settings)) is None  # its turns answer from retrieval
