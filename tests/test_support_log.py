@@ -79,7 +79,8 @@ def test_a_browser_turn_is_logged_with_every_field(app):
     assert row["answer"] == f"The best match is [{cited}]." and row["citations"] == [cited]
     assert 0 < row["top_score"] <= 1
     assert (row["no_match"], row["intent"], row["focus_used"], row["error"]) == (False, "search", False, None)
-    assert row["search"] == {"mode": "hybrid", "k": 5, "category": None} and row["model"] == "scripted-1"
+    assert row["search"] == {"mode": "hybrid", "k": 5, "category": None}
+    assert row["model"] == chat.resources.vlm.name
     assert 0 < row["first_token_s"] <= row["answer_s"]
     [started] = rows(chat.store, tables.sessions)
     assert (started["id"], started["variant"], started["channel"]) == (session["id"], session["variant"], "web")
@@ -220,3 +221,14 @@ def test_retention_deletes_old_sessions_at_start(tmp_path, sample_catalog_settin
     reopened = open_store(load_settings({}, db_dir=tmp_path / "db", database_url=url, retention_days=30))
     assert [row["id"] for row in rows(reopened, tables.sessions)] == [new]
     assert [row["session_id"] for row in rows(reopened, tables.turns)] == [new]
+
+
+def test_a_browser_keeps_its_visitor_id_and_variant_and_clear_starts_a_new_session(app):
+    chat, _ = app
+    visitor, first = chat.visitors.arrive(None)
+    again, second = chat.visitors.arrive(visitor)  # the next visit brings the id back from local storage
+    assert again == visitor and first["id"] != second["id"]
+    assert first["variant"] == second["variant"] == chat.experiments.assign(visitor).name
+    cleared = chat.visitors.restart(second, visitor)
+    assert cleared["id"] != second["id"] and (cleared["variant"], cleared["channel"]) == (second["variant"], "web")
+    assert chat.visitors.arrive("<script>")[0] != "<script>"  # a tampered id is replaced
