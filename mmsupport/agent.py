@@ -16,8 +16,8 @@ A turn runs in this order:
    A variant question about the item in focus ("do you have it in black?") reads that item's family instead (step
    ``get_variants``, :mod:`mmsupport.variants`). When the best cosine similarity between the retrieved items and the
    query (or between the catalog and the customer's own words, so a poor photo description cannot hide a match) is
-   below ``settings.no_match_threshold``, the turn ends with an honest "nothing matched" and offers a person; no model call,
-   so no invented product.
+   below ``settings.no_match_threshold``, the turn ends with an honest "nothing matched" and offers a person; no
+   model call, so no invented product.
 6. **Answer**: the VLM sees the system rules, the trimmed history and the current message with the retrieved items as
    numbered data between ``<data>`` tags, one JSON object per item. Every text from customers, catalog rows and photo
    descriptions is cleaned by :mod:`mmsupport.safety` first, so none can end the data block or fake a tool call.
@@ -143,7 +143,7 @@ def load_prompts(path: Path | None = None) -> dict[str, str]:
     unknown = sorted(set(changed) - set(prompts()))
     if unknown:
         raise InvalidInput(f"The prompt file {path} names unknown templates: {', '.join(map(str, unknown))}.",
-                           hint=f"Use the names in mmsupport/prompts/agent.yaml, e.g. {', '.join(list(prompts())[:3])}.")
+                           hint=f"Use names from mmsupport/prompts/agent.yaml, e.g. {', '.join(list(prompts())[:3])}.")
     return {**prompts(), **changed}
 
 

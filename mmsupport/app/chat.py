@@ -1,7 +1,8 @@
 """The chat's turn handlers: plain functions of ``(message, history)`` style, callable without a browser.
 
 :class:`Chat` holds what every handler needs (settings, the background-loaded resources, the conversation store and
-the A/B variants); its methods are wired to the page in :mod:`mmsupport.app.layout` and reused by the API (:mod:`mmsupport.app.api`).
+the A/B variants); its methods are wired to the page in :mod:`mmsupport.app.layout` and reused by the API
+(:mod:`mmsupport.app.api`).
 
 Each attached photo is decoded and checked once, when it is attached (:func:`mmsupport.images.check_upload`), and
 kept per session in ``uploads`` (path → image); the turn passes that image on, it is not read again.
@@ -88,8 +89,8 @@ class Chat:
     """The chat's handlers for one app.
 
     ``turns`` (a per-session ``gr.State``) holds one record per answered turn: where it sits in the chat, its id in
-    the store (``turn_id``, which feedback names), the items it retrieved and the agent's conversation after it (photos included), which
-    the next turn continues from.
+    the store (``turn_id``, which feedback names), the items it retrieved and the agent's conversation after it
+    (photos included), which the next turn continues from.
     """
 
     def __init__(self, settings: Settings, resources: Resources, store: ConversationStore,

@@ -203,8 +203,8 @@ def build_demo(settings: Settings | None = None, *, vlm: VLM | None = None, cata
 
     The A/B variants file is read and the conversation store opened (retention applied) first; a variants file with
     a mistake stops the start with its line and key. The catalog (built from the sample data on first start) and the
-    VLM load in the background, so the page is up at once; pass ``vlm`` and/or ``catalog`` to use ready ones (tests pass a scripted model). The catalog admin tab
-    exists only when ``settings.admin_password`` is set.
+    VLM load in the background, so the page is up at once; pass ``vlm`` and/or ``catalog`` to use ready ones (tests
+    pass a scripted model). The catalog admin tab exists only when ``settings.admin_password`` is set.
     """
     settings = settings or load_settings()
     experiments = Experiments.from_settings(settings)  # a broken variants file stops the start, saying where
