@@ -9,7 +9,7 @@ checks. Measured twice: with a scripted model (model time ~0, so the turn is pur
 VLM of ``tests/tiny_models.py`` through the real transformers path (its model time is tiny and says nothing about a
 real model; the SmolVLM-256M architecture figures from ``bench/results/vlm.json`` are copied beside it if present).
 
-Calibration: the best cosine similarity between a query and its catalog (what :data:`NO_MATCH_COSINE` is compared
+Calibration: the best cosine similarity between a query and its catalog (what ``settings.no_match_threshold`` is compared
 with) for the dev queries (all should match) and off-topic shop questions (none should), plus the same for every turn
 of ``data/conversations.jsonl`` on the sample catalog (retrieval-only agent). Writes bench/results/agent.json and
 agent.png. The CPU is shared: timings are noisy.
@@ -33,10 +33,10 @@ sys.path.insert(0, str(REPO / "tests"))  # the scripted and tiny test models
 
 from fakes import ScriptedVLM  # noqa: E402
 
-from mmsupport.agent import NO_MATCH_COSINE, Agent  # noqa: E402
+from mmsupport.agent import Agent  # noqa: E402
 from mmsupport.catalog import Catalog, ensure_sample_catalog  # noqa: E402
 from mmsupport.evaluation import evaluate_agent, load_conversations  # noqa: E402
-from mmsupport.config import SAMPLE_DATA_DIR, load_settings  # noqa: E402
+from mmsupport.config import NO_MATCH_THRESHOLD, SAMPLE_DATA_DIR, load_settings  # noqa: E402
 from machine import write_result  # noqa: E402
 
 RESULTS = REPO / "bench" / "results"
@@ -164,14 +164,14 @@ def main() -> None:
         "bar_overhead_p50_ms": BAR_MS,
         "meets_bar": statistics.median(r["overhead_ms"] for r in scripted_rows) <= BAR_MS,
         "load_average_1m_at_end": round(os.getloadavg()[0], 1),
-        "no_match_threshold": NO_MATCH_COSINE,
+        "no_match_threshold": NO_MATCH_THRESHOLD,
         "calibration": {
             "dev_queries_myntra": {"n": len(on_topic), "min": round(min(on_topic), 3),
                                    "p05": round(percentile(on_topic, 0.05), 3),
-                                   "below_threshold": sum(c < NO_MATCH_COSINE for c in on_topic)},
+                                   "below_threshold": sum(c < NO_MATCH_THRESHOLD for c in on_topic)},
             "off_topic_myntra": {"n": len(off_topic), "max": round(max(off_topic.values()), 3),
                                  "above_threshold": {q: round(c, 3) for q, c in off_topic.items()
-                                                     if c >= NO_MATCH_COSINE}},
+                                                     if c >= NO_MATCH_THRESHOLD}},
             "sample_conversations": {
                 "matching_min": round(min(c for c, no in sample_cosines if not no), 3),
                 "no_match_max": round(max(c for c, no in sample_cosines if no), 3),
@@ -210,7 +210,7 @@ def plot(scripted_rows, tiny_rows, on_topic, off_topic, sample_cosines) -> None:
     right.hist(off_topic, bins=bins, alpha=0.6, label="off-topic (Myntra)")
     right.hist([c for c, no in sample_cosines if not no], bins=bins, alpha=0.6, label="sample turns, matching")
     right.hist([c for c, no in sample_cosines if no], bins=bins, alpha=0.6, label="sample turns, no match")
-    right.axvline(NO_MATCH_COSINE, color="red", linestyle="--", label="threshold")
+    right.axvline(NO_MATCH_THRESHOLD, color="red", linestyle="--", label="threshold")
     right.set_xlabel("best cosine similarity of the query to the catalog")
     right.set_title("No-match calibration")
     right.legend(fontsize=7)

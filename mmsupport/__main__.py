@@ -24,6 +24,8 @@ COMMANDS = {
     "chat": "chat",
     "eval agent": "eval_agent",
     "deploy": "deploy",
+    "forget": "forget",
+    "purge": "purge",
 }
 
 

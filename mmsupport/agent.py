@@ -16,8 +16,8 @@ A turn runs in this order:
    A variant question about the item in focus ("do you have it in black?") reads that item's family instead (step
    ``get_variants``, :mod:`mmsupport.variants`). When the best cosine similarity between the retrieved items and the
    query (or between the catalog and the customer's own words, so a poor photo description cannot hide a match) is
-   below :data:`NO_MATCH_COSINE`, the turn ends with an honest "nothing matched" and offers a person; no model call,
-   so no invented product.
+   below ``settings.no_match_threshold``, the turn ends with an honest "nothing matched" and offers a person; no
+   model call, so no invented product.
 6. **Answer**: the VLM sees the system rules, the trimmed history and the current message with the retrieved items as
    numbered data between ``<data>`` tags, one JSON object per item. Every text from customers, catalog rows and photo
    descriptions is cleaned by :mod:`mmsupport.safety` first, so none can end the data block or fake a tool call.
@@ -42,6 +42,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from functools import cache
 from importlib import resources
+from pathlib import Path
 
 from mmsupport.catalog import Catalog, Item
 from mmsupport.config import Settings
@@ -59,10 +60,6 @@ from mmsupport.vlm import VLM, Message
 
 logger = logging.getLogger(__name__)
 
-#: Below this cosine similarity between the turn's search query and its closest catalog item, nothing matches.
-#: Calibrated with ``bench/agent.py --calibrate`` (README, "Agent"): matching turns of data/conversations.jsonl and
-#: queries/dev.jsonl sit above it, off-topic shopping questions below.
-NO_MATCH_COSINE = 0.40
 #: Context budget assumed per image in the current message, and characters per token for text.
 IMAGE_TOKENS = 256
 CHARS_PER_TOKEN = 4
@@ -89,7 +86,9 @@ class TurnResult:
     the conversation including this turn, ready to pass to the next one (its assistant message also carries
     ``item_ids``: the cited items, or the retrieved ones when the answer cites none, so follow-ups find the item, and
     ``offered_handoff``). ``intent`` is what the message asked for (:mod:`mmsupport.intents`), ``focus`` whether the
-    conversation's focus was used (``{"used", "reason", "item"}``) and ``handoff`` the reference of a hand-off opened.
+    conversation's focus was used (``{"used", "reason", "item"}``), ``handoff`` the reference of a hand-off opened and
+    ``top_score`` the best cosine similarity between the query (or the customer's words) and the catalog, which the
+    no-match threshold is compared with (``None`` when nothing was searched).
     """
 
     answer: str
@@ -105,6 +104,7 @@ class TurnResult:
     intent: str = SEARCH
     focus: dict = field(default_factory=dict)
     handoff: str | None = None
+    top_score: float | None = None
 
     def to_dict(self) -> dict:
         """Plain JSON (``history`` left out: it may hold images)."""
@@ -120,6 +120,31 @@ def prompts() -> dict[str, str]:
     import yaml
 
     return yaml.safe_load(resources.files("mmsupport").joinpath("prompts/agent.yaml").read_text(encoding="utf-8"))
+
+
+@cache
+def load_prompts(path: Path | None = None) -> dict[str, str]:
+    """The prompt templates with those of the YAML file ``path`` (``settings.prompt_file``) replacing theirs.
+
+    Raises :class:`InvalidInput` when the file is unreadable, not a mapping of text, or names a template that does
+    not exist."""
+    import yaml
+
+    if path is None:
+        return prompts()
+    try:
+        changed = yaml.safe_load(Path(path).read_text(encoding="utf-8"))
+    except (OSError, yaml.YAMLError) as error:
+        raise InvalidInput(f"Cannot read the prompt file {path}: {error}.",
+                           hint="Check the file (settings.prompt_file, or a variant's prompt_file).") from None
+    if not isinstance(changed, dict) or not all(isinstance(v, str) for v in changed.values()):
+        raise InvalidInput(f"The prompt file {path} must map template names to text.",
+                           hint="Write it like mmsupport/prompts/agent.yaml.")
+    unknown = sorted(set(changed) - set(prompts()))
+    if unknown:
+        raise InvalidInput(f"The prompt file {path} names unknown templates: {', '.join(map(str, unknown))}.",
+                           hint=f"Use names from mmsupport/prompts/agent.yaml, e.g. {', '.join(list(prompts())[:3])}.")
+    return {**prompts(), **changed}
 
 
 def _tokens(text: str) -> int:
@@ -146,7 +171,7 @@ class Agent:
         self.catalog = catalog
         self.settings = settings
         self.handoff = handoff or RecordedHandoff.from_settings(settings)
-        self.prompts = prompts()
+        self.prompts = load_prompts(settings.prompt_file)
         self.system = self.prompts["system"] + ("\n" + self.prompts["tools"] if vlm and vlm.supports_tools else "")
         self.system_words = " " + " ".join(_words(self.system)) + " "
         self.system_shingles = _shingles(self.system)
@@ -188,6 +213,7 @@ class _Turn:
         self.focus = Focus(reason="the message has its own photo" if images else "the conversation has just started")
         self.query = ""
         self.no_match = False
+        self.top_score: float | None = None
         self.offered_handoff = False
         self.reference: str | None = None
 
@@ -239,7 +265,7 @@ class _Turn:
             answer=answer, citations=citations, items=items, steps=self.steps, no_match=self.no_match,
             flagged=self.flagged, timings=self.timings, query=self.query, notices=self.notices,
             history=[*self.history, user, assistant], intent=self.intent.name, focus=self.focus.to_dict(),
-            handoff=self.reference)
+            handoff=self.reference, top_score=self.top_score)
 
     # -- messages that are not searches ------------------------------------------------------------------------------
 
@@ -324,9 +350,11 @@ class _Turn:
                 return variants.items, variants
         note = f"focus {'used' if self.focus.used else 'not used'}: {self.focus.reason}"
         items = yield from self.tools.search(self.query, {}, self.settings.top_k, note=note)
+        cosines = [self.tools.best_cosine(q, items if q == self.query else [])
+                   for q in dict.fromkeys([self.query, self.text]) if q]
+        self.top_score = max(cosines, default=None)
         relevant = bool(Vocabulary.of(self.catalog).types_in(self.text)) or any(
-            self.tools.best_cosine(q, items if q == self.query else []) >= NO_MATCH_COSINE
-            for q in dict.fromkeys([self.query, self.text]) if q)
+            cosine >= self.settings.no_match_threshold for cosine in cosines)
         self.no_match = not (items and relevant)
         if not self.no_match and any(descriptions) and items[0].kind == "product":
             asked, colour = asked_variant(self.text, Vocabulary.of(self.catalog))

@@ -32,6 +32,10 @@ GPU_PRESET_MODEL = "Qwen/Qwen2.5-VL-7B-Instruct"
 DEFAULT_EMBEDDING_MODEL = "sentence-transformers/all-MiniLM-L6-v2"
 
 PREFIX = "MMSUPPORT_"
+#: Default of ``Settings.no_match_threshold``: below this cosine similarity between a turn's search query and its
+#: closest catalog item, nothing matches. Calibrated with ``bench/agent.py --calibrate`` (README, "Agent"): matching
+#: turns of data/conversations.jsonl and queries/dev.jsonl sit above it, off-topic shopping questions below.
+NO_MATCH_THRESHOLD = 0.40
 
 
 def default_embedding_model() -> str:
@@ -88,13 +92,16 @@ class Settings:
     max_agent_steps: int = 3
     context_tokens: int = 4096
     max_message_chars: int = 4000
+    #: Below this cosine similarity between the question and its closest catalog item the answer is "nothing matched".
+    no_match_threshold: float = NO_MATCH_THRESHOLD
+    prompt_file: Path | None = None  # YAML file replacing some templates of mmsupport/prompts/agent.yaml
     #: How shoppers can reach the shop, said when they ask for a person (the request is also recorded).
     contact: str = "Our support team usually replies by email within one working day."
 
     # App
     admin_password: str | None = field(default=None, repr=False)
     admin_session_minutes: float = 30.0  # an admin log-in expires after this long without an admin call
-    feedback_path: Path = Path(".mmsupport/feedback.jsonl")
+    feedback_path: Path = Path(".mmsupport/feedback.jsonl")  # its folder holds the recorded hand-off requests
     max_upload_mb: float = 10.0
 
     # Support desk (see mmsupport.store)

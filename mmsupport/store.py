@@ -151,13 +151,17 @@ def _safe_url(url: str) -> str:
     return sa.make_url(url).render_as_string(hide_password=True)
 
 
+class _Unreachable(MMSupportError):
+    """The database did not answer (as opposed to answering with another schema version)."""
+
+
 class ConversationStore:
     """The conversation log at ``url`` (any SQLAlchemy URL); creates the tables on first use.
 
     Raises :class:`MMSupportError` when the database cannot be reached or was made by another schema version.
     """
 
-    def __init__(self, url: str, *, store_images: bool = False):
+    def __init__(self, url: str, *, store_images: bool = False, check: bool = True):
         self.url = url
         self.store_images = store_images
         self.failures = 0
@@ -165,15 +169,17 @@ class ConversationStore:
         self._queue: queue.Queue = queue.Queue()
         self._writer: threading.Thread | None = None
         self._writer_lock = threading.Lock()
-        self._check_schema()
+        self._checked = False  # with check=False the writer checks the schema before its first write
+        if check:
+            self._check_schema()
 
     @classmethod
-    def from_settings(cls, settings: Settings) -> ConversationStore:
+    def from_settings(cls, settings: Settings, *, check: bool = True) -> ConversationStore:
         """The store named by ``settings.database_url`` (default: SQLite beside the catalog)."""
         url = database_url(settings)
         if url.startswith("sqlite:///"):
             settings.data_dir.mkdir(parents=True, exist_ok=True)
-        return cls(url, store_images=settings.store_images)
+        return cls(url, store_images=settings.store_images, check=check)
 
     def _check_schema(self) -> None:
         try:
@@ -181,10 +187,11 @@ class ConversationStore:
                 if not sa.inspect(connection).has_table(schema_table.name):
                     metadata.create_all(connection)
                     connection.execute(schema_table.insert().values(version=SCHEMA_VERSION))
+                    self._checked = True
                     return
                 version = connection.execute(sa.select(schema_table.c.version)).scalar()
         except SQLAlchemyError as error:
-            raise MMSupportError(f"Could not open the conversation store at {_safe_url(self.url)}: "
+            raise _Unreachable(f"Could not open the conversation store at {_safe_url(self.url)}: "
                                  f"{error.__class__.__name__}.",
                                  hint="Check MMSUPPORT_DATABASE_URL and that the database server is running.") from None
         if version != SCHEMA_VERSION:
@@ -192,6 +199,7 @@ class ConversationStore:
                 f"The conversation store at {_safe_url(self.url)} has schema version {version}, this mmsupport "
                 f"uses version {SCHEMA_VERSION}.",
                 hint="Point MMSUPPORT_DATABASE_URL at a new database, or install the mmsupport version that made it.")
+        self._checked = True
 
     # -- background writes ----------------------------------------------------------------------------------------
 
@@ -207,6 +215,8 @@ class ConversationStore:
         while True:
             write = self._queue.get()
             try:
+                if not self._checked:
+                    self._check_schema()
                 with self.engine.begin() as connection:
                     write(connection)
             except Exception:  # a lost log line must never take the writer thread down with it
@@ -353,3 +363,25 @@ def _delete_sessions(connection: sa.Connection, condition) -> int:
     for table in (tickets, feedback, images, turns):
         connection.execute(table.delete().where(table.c.session_id.in_(ids)))
     return connection.execute(sessions.delete().where(condition)).rowcount
+
+
+def open_store(settings: Settings) -> ConversationStore:
+    """The app's store, opened at start, with the retention period (``settings.retention_days``) applied.
+
+    A database that does not answer does not stop the app: the error is logged, turns are still answered and each
+    write that fails is counted in :attr:`ConversationStore.failures` (the schema is checked again before the next
+    write). A database made by another schema version is refused (:class:`MMSupportError`).
+    """
+    store = ConversationStore.from_settings(settings, check=False)
+    try:
+        store._check_schema()
+    except _Unreachable as error:
+        log.error("%s Turns are answered but not recorded until it is back.", error)
+        return store
+    if settings.retention_days is not None:
+        try:
+            gone = store.purge(settings.retention_days)
+            log.info("retention: deleted %d sessions older than %s days", gone, settings.retention_days)
+        except MMSupportError as error:
+            log.error("%s", error)
+    return store

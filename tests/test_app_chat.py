@@ -10,7 +10,7 @@ from PIL import Image
 from mmsupport.app.chat import Chat
 from mmsupport.app.resources import Resources
 from mmsupport.config import REPO_DIR, load_settings
-from mmsupport.feedback import FeedbackLog
+from mmsupport.store import ConversationStore
 
 PHOTO = REPO_DIR / "data" / "images" / "customer" / "sneaker_angle.png"
 
@@ -23,7 +23,7 @@ def chat(sample_catalog_settings, tmp_path_factory):
     settings = load_settings(db_dir=sample_catalog_settings.db_dir, max_upload_mb=2, max_message_chars=200)
     vlm = ScriptedVLM(default="The best match is [P0001].", description="a running shoe")
     resources = Resources(settings, vlm=vlm, catalog=Catalog.open(settings))
-    return Chat(settings, resources, FeedbackLog(root / "feedback.jsonl"))
+    return Chat(settings, resources, ConversationStore(f"sqlite:///{root / 'conversations.db'}"))
 
 
 def answer(chat, history, turns, uploads):

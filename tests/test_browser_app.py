@@ -98,9 +98,25 @@ def test_customer_asks_with_a_photo_clicks_a_card_and_likes_the_answer(page, ui_
 
     page.locator('#chat button[aria-label="Like"]').last.click()
     page.wait_for_function("document.body.innerText.includes('Thanks for the feedback')", timeout=30_000)
-    votes = [json.loads(line) for line in ui_server.settings.feedback_path.read_text().splitlines()]
-    assert votes[-1]["rating"] == "up" and votes[-1]["question"].startswith("What sizes and colours")
-    assert votes[-1]["item_ids"] and "session" not in json.dumps(votes[-1])
+    vote, turn = feedback_on_turns(ui_server)[-1]
+    assert (vote["kind"], vote["value"]) == ("thumbs", 1) and turn["question"].startswith("What sizes and colours")
+    assert turn["retrieved_ids"] and turn["session_id"] == vote["session_id"]
+
+
+def feedback_on_turns(ui_server) -> list[tuple[dict, dict | None]]:
+    """Every feedback row of the app's store, oldest first, with the turn it names (or ``None``)."""
+    import sqlalchemy as sa
+
+    from mmsupport.store import feedback, turns
+
+    store = ui_server.demo.store
+    store.flush()
+    query = sa.select(feedback, turns).outerjoin(turns, turns.c.id == feedback.c.turn_id).order_by(feedback.c.id)
+    with store.engine.connect() as connection:
+        rows = connection.execute(query).all()
+    width = len(feedback.columns)
+    return [(dict(zip(feedback.columns.keys(), row[:width])),
+             dict(zip(turns.columns.keys(), row[width:])) if row[width] is not None else None) for row in rows]
 
 
 def test_html_from_people_and_catalog_rows_is_shown_as_text(page):
@@ -272,3 +288,31 @@ def test_no_admin_tab_without_an_admin_password(browser, shop_without_admin):
     body = page.inner_text("body")
     assert "MMSUPPORT_" not in body and "http://" not in body
     page.close()
+
+
+def test_on_a_phone_the_shopper_marks_the_answer_solved_and_rates_the_chat(browser, ui_server):
+    page = browser.new_page(viewport={"width": 390, "height": 844}, is_mobile=True, has_touch=True)
+    page.goto(ui_server.url)
+    page.wait_for_selector("#status.ready", state="attached", timeout=300_000)
+    assert not page.locator("#solved").is_visible()  # nothing to mark before an answer
+    send(page, "What is your return policy?")
+    wait_for_answers(page, 1)
+    page.wait_for_selector("#solved", state="visible", timeout=30_000)
+    for selector in ("#solved", "#unsolved", "#message textarea"):
+        box = page.locator(selector).bounding_box()
+        assert box["y"] + box["height"] <= 844 and min(box["width"], box["height"]) >= 40, (selector, box)
+    page.screenshot(path=str(ARTIFACTS / "phone_outcome.png"))
+    page.locator("#solved").tap()
+    page.wait_for_selector("#csat", state="visible", timeout=30_000)
+    ratings = page.locator("#csat label")
+    assert ratings.count() == 5 and all(min(ratings.nth(i).bounding_box()["width"],
+                                            ratings.nth(i).bounding_box()["height"]) >= 40 for i in range(5))
+    page.screenshot(path=str(ARTIFACTS / "phone_rating.png"))
+    ratings.nth(3).tap()
+    page.wait_for_function("document.body.innerText.includes('Thanks for rating the chat')", timeout=30_000)
+    page.screenshot(path=str(ARTIFACTS / "phone_rated.png"))
+    page.close()
+    solved, rated = feedback_on_turns(ui_server)[-2:]
+    assert (solved[0]["kind"], solved[0]["value"], solved[1]["question"]) == ("resolved", 1,
+                                                                              "What is your return policy?")
+    assert (rated[0]["kind"], rated[0]["value"], rated[0]["session_id"]) == ("csat", 4, solved[0]["session_id"])

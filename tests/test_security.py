@@ -74,7 +74,7 @@ def test_positive_controls_catalog_images_and_uploads_are_served(ui_server):
 @pytest.mark.parametrize("route", FILE_ROUTES)
 def test_file_routes_refuse_everything_outside_the_allowed_folders(ui_server, route):
     repo_file = REPO_DIR / "data" / "products.csv"
-    for payload in payloads(repo_file) + [str(ui_server.settings.feedback_path.resolve()),
+    for payload in payloads(repo_file) + [str((ui_server.root / "conversations.db").resolve()),
                                             str(Path(ui_server.settings.db_dir).resolve())]:
         status, body = raw_get(ui_server.url, route + payload)
         assert SECRET.encode() not in body and b"HF_HUB_OFFLINE" not in body, (route, payload)
@@ -148,8 +148,9 @@ def test_the_app_keeps_serving_after_bad_input(ui_server):
 def test_api_callers_cannot_point_an_upload_at_a_server_file(ui_server):
     import httpx
 
-    for path in ("/etc/passwd", str(ui_server.settings.feedback_path.resolve()), "../../../../etc/passwd"):
-        payload = {"data": ["What is this?", {"path": path, "meta": {"_type": "gradio.FileData"}}, "hybrid", 3, ""]}
+    for path in ("/etc/passwd", str((ui_server.root / "conversations.db").resolve()), "../../../../etc/passwd"):
+        payload = {"data": ["What is this?", {"path": path, "meta": {"_type": "gradio.FileData"}}, "hybrid", 3, "",
+                            None]}
         event = httpx.post(f"{ui_server.url}/gradio_api/call/chat", json=payload, timeout=30)
         if event.status_code != 200:
             assert 400 <= event.status_code < 500

@@ -18,8 +18,9 @@ def client(ui_server):
     return Client(ui_server.url, verbose=False)
 
 
-def test_only_chat_and_search_are_public(client):
-    assert sorted(client.view_api(print_info=False, return_format="dict")["named_endpoints"]) == ["/chat", "/search"]
+def test_only_chat_search_and_feedback_are_public(client):
+    endpoints = client.view_api(print_info=False, return_format="dict")["named_endpoints"]
+    assert sorted(endpoints) == ["/chat", "/feedback", "/search"]
 
 
 def test_search_returns_items_best_first_and_filters_by_category(client):
@@ -66,10 +67,13 @@ def test_the_readme_api_example_runs(ui_server, capsys):
 def test_api_docs_mark_optional_inputs_and_name_outputs(client):
     endpoints = client.view_api(print_info=False, return_format="dict")["named_endpoints"]
     chat = {p["parameter_name"]: p for p in endpoints["/chat"]["parameters"]}
-    assert list(chat) == ["message", "image", "mode", "k", "category"]
+    assert list(chat) == ["message", "image", "mode", "k", "category", "session_id"]
     assert not chat["message"]["parameter_has_default"]
-    assert all(chat[name]["parameter_has_default"] for name in ("image", "mode", "k", "category"))
-    assert (chat["image"]["parameter_default"], chat["k"]["parameter_default"]) == (None, 5)
+    assert all(chat[name]["parameter_has_default"] for name in ("image", "mode", "k", "category", "session_id"))
+    assert (chat["image"]["parameter_default"], chat["k"]["parameter_default"]) == (None, None)
+    feedback = {p["parameter_name"]: p for p in endpoints["/feedback"]["parameters"]}
+    assert list(feedback) == ["session_id", "kind", "value", "turn_id"]
+    assert [name for name, p in feedback.items() if p["parameter_has_default"]] == ["turn_id"]
     assert [r["label"] for r in endpoints["/chat"]["returns"]] == ["answer"]
     search = {p["parameter_name"]: p for p in endpoints["/search"]["parameters"]}
     assert [name for name, p in search.items() if not p["parameter_has_default"]] == ["query"]
@@ -93,3 +97,35 @@ def test_an_over_long_message_is_refused_over_the_api_as_in_the_browser(client, 
     limit = ui_server.settings.max_message_chars
     with pytest.raises(AppError, match=f"over the {limit} limit"):
         client.predict("boots " * limit, None, "hybrid", 5, "", api_name="/chat")
+
+
+def test_a_chat_turn_through_the_app_is_logged_with_every_field(client, ui_server):
+    import hashlib
+    import secrets
+
+    import sqlalchemy as sa
+    from gradio_client import handle_file
+
+    from mmsupport.store import feedback, sessions, turns
+
+    session_id = secrets.token_hex(16)
+    reply = client.predict("My watch button is flashing red, what does that mean?", handle_file(str(PHOTO)),
+                           "hybrid", 4, "", session_id, api_name="/chat")
+    assert (reply["session_id"], reply["variant"], reply["handoff"]) == (session_id, "control", None)
+    assert client.predict(session_id, "csat", 5, reply["turn_id"], api_name="/feedback") == {"recorded": True}
+    store = ui_server.demo.store
+    store.flush()
+    with store.engine.connect() as connection:
+        row = connection.execute(sa.select(turns).where(turns.c.id == reply["turn_id"])).one()._asdict()
+        session = connection.execute(sa.select(sessions).where(sessions.c.id == session_id)).one()._asdict()
+        rating = connection.execute(sa.select(feedback).where(feedback.c.session_id == session_id)).one()._asdict()
+    assert (session["variant"], session["channel"]) == ("control", "api")
+    assert (rating["kind"], rating["value"], rating["turn_id"]) == ("csat", 5, reply["turn_id"])
+    assert row["question"] == "My watch button is flashing red, what does that mean?"
+    assert row["image_hashes"] == [hashlib.sha256(PHOTO.read_bytes()).hexdigest()]
+    assert (row["answer"], row["citations"]) == (reply["answer"], reply["citations"])
+    assert row["retrieved_ids"] == [item["id"] for item in reply["items"]] and 0 < row["top_score"] <= 1
+    assert (row["no_match"], row["intent"], row["focus_used"], row["error"]) == (False, "search", False, None)
+    assert row["search"] == {"mode": "hybrid", "k": 4, "category": None}
+    assert row["model"] == ui_server.demo.resources.vlm.name
+    assert 0 < row["first_token_s"] < row["answer_s"]  # the scripted model streams at a model's pace

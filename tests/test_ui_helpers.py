@@ -1,17 +1,15 @@
-"""The app's building blocks that need no server: upload checks, citation links, cards, zip extraction, feedback."""
+"""The app's building blocks that need no server: upload checks, citation links, cards, zip extraction."""
 
-import json
 import zipfile
 from types import SimpleNamespace
 
 import pytest
 from PIL import Image
 
-from mmsupport.config import load_settings
-from mmsupport.errors import InvalidInput
-from mmsupport.feedback import FeedbackLog
 from mmsupport.app.admin import extract_images
 from mmsupport.app.views import caption, link_citations, step_message
+from mmsupport.config import load_settings
+from mmsupport.errors import InvalidInput
 from mmsupport.images import check_upload
 
 
@@ -108,10 +106,3 @@ def test_zip_extraction_rejects_a_broken_zip(tmp_path):
         extract_images(str(bad), tmp_path)
 
 
-def test_feedback_log_appends_one_line_per_vote(tmp_path):
-    log = FeedbackLog(tmp_path / "sub" / "feedback.jsonl")
-    log.record(liked=True, turn={"question": "Red light?", "answer": "See [A1].", "citations": ["A1"]})
-    log.record(liked=False, turn={"question": "Size?", "answer": "No match.", "citations": []})
-    lines = (tmp_path / "sub" / "feedback.jsonl").read_text().splitlines()
-    assert [json.loads(line)["rating"] for line in lines] == ["up", "down"]
-    assert log.entries()[0]["citations"] == ["A1"] and "time" in log.entries()[0]

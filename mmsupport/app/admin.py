@@ -29,9 +29,10 @@ MAX_ZIP_BYTES = 500 * 1024 * 1024
 class Admin:
     """The admin handlers: ``login``, ``preview`` and ``ingest``; images uploaded as a zip go to ``images_dir``."""
 
-    def __init__(self, settings: Settings, resources: Resources):
+    def __init__(self, settings: Settings, resources: Resources, store=None):
         self.settings = settings
         self.resources = resources
+        self.store = store
         self.images_dir = settings.images_dir.resolve()
         self.sessions = AdminSessions(settings.admin_password or "", ttl=settings.admin_session_minutes * 60)
 
@@ -43,7 +44,14 @@ class Admin:
         except InvalidInput as error:
             gr.Warning(error.message)
             return None, gr.skip(), gr.skip(), "", gr.skip()
-        return token, gr.Column(visible=False), gr.Column(visible=True), "", self.resources.admin_status()
+        return token, gr.Column(visible=False), gr.Column(visible=True), "", self.status()
+
+    def status(self) -> str:
+        """The catalog's and the model's state, and how many conversation-store writes failed (when any did)."""
+        failures = self.store.failures if self.store is not None else 0
+        lost = (f"  \n**Conversation store:** {failures} writes failed since the start (see the log); answers are "
+                "not affected." if failures else "")
+        return self.resources.admin_status() + lost
 
     def preview(self, csv_file: str | None, token: str | None):
         """The first 20 rows of the uploaded CSV, read as ingest reads it."""

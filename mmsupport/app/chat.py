@@ -1,10 +1,14 @@
 """The chat's turn handlers: plain functions of ``(message, history)`` style, callable without a browser.
 
-:class:`Chat` holds what every handler needs (settings, the background-loaded resources, the feedback log); its
-methods are wired to the page in :mod:`mmsupport.app.layout` and reused by the API (:mod:`mmsupport.app.api`).
+:class:`Chat` holds what every handler needs (settings, the background-loaded resources, the conversation store and
+the A/B variants); its methods are wired to the page in :mod:`mmsupport.app.layout` and reused by the API
+(:mod:`mmsupport.app.api`).
 
 Each attached photo is decoded and checked once, when it is attached (:func:`mmsupport.images.check_upload`), and
 kept per session in ``uploads`` (path → image); the turn passes that image on, it is not read again.
+
+Every turn, answered or failed, is recorded in the store with its session, variant and timings
+(:mod:`mmsupport.app.turnlog`); the turn runs with its variant's settings (:mod:`mmsupport.experiments`).
 """
 
 from __future__ import annotations
@@ -17,12 +21,15 @@ from collections.abc import Iterator
 import gradio as gr
 
 from mmsupport import messages
-from mmsupport.app import views
+from mmsupport.app import turnlog, views
 from mmsupport.app.resources import Resources
+from mmsupport.app.turnlog import TurnClock
+from mmsupport.app.visitors import Visitors
 from mmsupport.config import SEARCH_MODES, Settings
 from mmsupport.errors import InvalidInput, MMSupportError
-from mmsupport.feedback import FeedbackLog
+from mmsupport.experiments import Experiments
 from mmsupport.images import check_upload
+from mmsupport.store import ConversationStore
 
 try:  # On Hugging Face ZeroGPU hardware the model call must run inside a `spaces.GPU` function.
     import spaces
@@ -81,27 +88,35 @@ def _before(turns: list[dict], start: int) -> list[dict]:
 class Chat:
     """The chat's handlers for one app.
 
-    ``turns`` (a per-session ``gr.State``) holds one record per answered turn: where it sits in the chat, what
-    feedback stores about it, the items it retrieved and the agent's conversation after it (photos included), which
-    the next turn continues from.
+    ``turns`` (a per-session ``gr.State``) holds one record per answered turn: where it sits in the chat, its id in
+    the store (``turn_id``, which feedback names), the items it retrieved and the agent's conversation after it
+    (photos included), which the next turn continues from.
     """
 
-    def __init__(self, settings: Settings, resources: Resources, feedback: FeedbackLog):
+    def __init__(self, settings: Settings, resources: Resources, store: ConversationStore,
+                 experiments: Experiments | None = None):
         self.settings = settings
         self.resources = resources
-        self.feedback = feedback
+        self.store = store
+        self.experiments = experiments or Experiments.from_settings(settings)
+        self.visitors = Visitors(self.experiments)
         self.placeholder = views.placeholder_image()
         if spaces is not None:
             self.run_turn = spaces.GPU(self.run_turn)
 
-    def turn_settings(self, mode: str, k: float, category: str | None) -> Settings:
-        """The app's settings with this turn's search mode, ``k`` (1 to 50) and category ("All": every one)."""
+    def variant_settings(self, session: dict | None) -> Settings:
+        """The settings of the session's A/B variant (the app's own for the control or no session)."""
+        return self.experiments.get(session["variant"]).apply(self.settings) if session else self.settings
+
+    def turn_settings(self, mode: str, k: float, category: str | None, base: Settings | None = None) -> Settings:
+        """``base`` (default: the app's settings) with this turn's search mode, ``k`` (1 to 50) and category ("All":
+        every one)."""
         if mode not in SEARCH_MODES:
             raise InvalidInput(f"Unknown search mode {mode!r}.", hint=f"Use one of: {', '.join(SEARCH_MODES)}.")
         if isinstance(k, bool) or not isinstance(k, (int, float)) or k != int(k) or not 1 <= k <= MAX_K:
             raise InvalidInput(f"k must be a whole number from 1 to {MAX_K}, not {k!r}.",
                                hint="Ask for fewer items, e.g. k=5.")
-        return dataclasses.replace(self.settings, search_mode=mode, top_k=int(k),
+        return dataclasses.replace(base or self.settings, search_mode=mode, top_k=int(k),
                                    category=None if category in (None, "", "All") else category)
 
     def images(self, paths: list[str], uploads: dict) -> list:
@@ -113,7 +128,7 @@ class Chat:
         """The agent's events for one turn; the one place the model runs (wrapped for ZeroGPU)."""
         from mmsupport.agent import Agent
 
-        agent = Agent(self.resources.vlm, self.resources.wait_for_catalog(), turn)
+        agent = Agent(self.resources.vlm_for(turn), self.resources.wait_for_catalog(), turn)
         yield from agent.stream_turn(text, images, history=history)
 
     # -- the message box ---------------------------------------------------------------------------------------------
@@ -159,24 +174,27 @@ class Chat:
             raise gr.Error("No question waits for an answer.", visible=False, print_exception=False)
 
     def respond(self, history: list[dict], mode: str, k: float, category: str | None, turns: list[dict],
-                uploads: dict):
+                uploads: dict, session: dict | None = None):
         """Stream the answer to the last user turn: step messages, then the answer, then the item cards.
 
         Does nothing when no question is waiting (the message was rejected). A turn that fails says why in the chat.
+        The turn runs with ``session``'s variant and is recorded, with its timings, answered or not.
         """
         from mmsupport.agent import Step, TurnResult
 
         if not history or history[-1]["role"] != "user":
             yield gr.skip(), gr.skip(), gr.skip(), gr.skip()
             return
+        session = session or self.visitors.arrive(None)[1]
         start, text, files = last_user_turn(history)
         question = html.unescape(text)  # the chat shows it escaped
         turns = _before(turns, start)  # a retried turn is answered afresh
-        steps, answer, result = [], "", None
+        steps, answer, result, clock, turn = [], "", None, TurnClock(), self.settings
         try:
-            turn = self.turn_settings(mode, k, category)
+            turn = self.turn_settings(mode, k, category, self.variant_settings(session))
             events = self.run_turn(question, self.images(files, uploads), turns[-1]["history"] if turns else [], turn)
             for event in events:
+                clock.saw(event)
                 if isinstance(event, TurnResult):
                     result = event
                     continue
@@ -186,21 +204,28 @@ class Chat:
                     answer += event
                 partial = [{"role": "assistant", "content": views.escape(answer)}] if answer else []
                 yield history + steps + partial, gr.skip(), gr.skip(), gr.skip()
-        except MMSupportError as error:
-            yield history + [{"role": "assistant", "content": views.escape(shopper_text(error))}], [], [], turns
+        except Exception as error:
+            clock.done()
+            said = shopper_text(error) if isinstance(error, MMSupportError) else ""
+            self.record(session, question, turn, clock, files, answer=said, error=f"{type(error).__name__}: {error}")
+            if not isinstance(error, MMSupportError):
+                raise
+            yield history + [{"role": "assistant", "content": views.escape(said)}], [], [], turns
             return
+        clock.done()
+        turn_id = self.record(session, question, turn, clock, files, result=result)
         shown = history + steps + [{"role": "assistant",
                                     "content": views.link_citations(views.escape(result.answer), result.items)}]
-        record = {"first": start, "last": len(shown) - 1, "log": self._log(question, result, turn, files),
-                  "items": result.items, "history": result.history}
+        record = {"first": start, "last": len(shown) - 1, "turn_id": turn_id, "items": result.items,
+                  "history": result.history}
         yield shown, views.cards(result.items, self.placeholder), result.items, turns + [record]
 
-    def _log(self, question: str, result, turn: Settings, files: list[str]) -> dict:
-        """What the feedback log stores about a turn."""
-        return {"question": question, "answer": result.answer, "citations": result.citations,
-                "item_ids": [item.id for item in result.items], "no_match": result.no_match, "images": len(files),
-                "search": {"mode": turn.search_mode, "k": turn.top_k, "category": turn.category},
-                "model": self.resources.vlm.name if self.resources.vlm is not None else None}
+    def record(self, session: dict, question: str, turn: Settings, clock: TurnClock, files: list[str],
+               **outcome) -> str | None:
+        """Log a turn of ``session`` in the store (``outcome``: ``result=`` or ``answer=`` and ``error=``); its id."""
+        vlm = self.resources.vlm_for(turn) if outcome.get("result") is not None else None
+        row = turnlog.turn_row(question, turn, clock, model=vlm.name if vlm is not None else None, **outcome)
+        return turnlog.log_turn(self.store, session, row, turnlog.photo_bytes(files))
 
     def _shown_items(self, turns: list[dict]):
         """The gallery and items state for the last of ``turns`` (empty when there is none)."""
@@ -241,12 +266,12 @@ class Chat:
         item = next(item for item in turn["items"] if item.id == item_id)
         return views.cards(turn["items"], self.placeholder), turn["items"], views.details(item)
 
-    def vote(self, turns: list[dict], like: gr.LikeData):
+    def vote(self, turns: list[dict], session: dict | None, like: gr.LikeData):
         """Store a thumbs up/down with the turn it is about."""
         index = like.index[0] if isinstance(like.index, (list, tuple)) else like.index
         turn = next((t for t in reversed(turns) if t["first"] <= index <= t["last"]), None)
-        if turn is None:
+        if turn is None or session is None:
             return
-        with views.ui_errors():
-            self.feedback.record(liked=bool(like.liked), turn=turn["log"])
+        self.store.record_feedback(session["id"], "thumbs", int(bool(like.liked)), turn_id=turn.get("turn_id"),
+                                   variant=session["variant"], channel=session["channel"])
         gr.Info("Thanks for the feedback!" if like.liked else "Thanks, we will use this to improve.")

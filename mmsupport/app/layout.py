@@ -11,13 +11,16 @@ from pathlib import Path
 
 import gradio as gr
 
+from mmsupport.app import resolution, visitors
 from mmsupport.app.admin import Admin
 from mmsupport.app.api import Api
 from mmsupport.app.chat import Chat
+from mmsupport.app.resolution import Resolution
 from mmsupport.app.resources import Resources
 from mmsupport.app.uploads import check_inputs, upload_check
 from mmsupport.config import SAMPLE_DATA_DIR, SEARCH_MODES, Settings, load_settings
-from mmsupport.feedback import FeedbackLog
+from mmsupport.experiments import Experiments
+from mmsupport.store import open_store
 from mmsupport.vlm import VLM
 
 #: Example turns: (question, photo under data/images or None).
@@ -27,6 +30,9 @@ EXAMPLES = [
     ("The seam on my jacket tore after two months. Is that covered by the warranty?", "customer/jacket_tear.png"),
     ("What is your return policy?", None),
 ]
+
+#: Largest k the search settings' slider offers (a variant retrieving more widens it).
+MAX_SLIDER_K = 20
 
 CSS = """
 #status {padding: 6px 12px; border-left: 4px solid; border-radius: 4px; font-size: 0.9em}
@@ -95,7 +101,7 @@ class SupportApp(gr.Blocks):
     def launch(self, **kwargs):
         kwargs.setdefault("max_file_size", f"{int(self.settings.max_upload_mb * 1024 * 1024)}b")
         kwargs.setdefault("allowed_paths", [str(d) for d in self.image_dirs])
-        kwargs.setdefault("css", CSS)
+        kwargs.setdefault("css", CSS + resolution.CSS)
         kwargs.setdefault("head", HEAD)
         app_kwargs = kwargs.get("app_kwargs") or {}
         kwargs["app_kwargs"] = {**app_kwargs, "middleware": [*app_kwargs.get("middleware", []),
@@ -122,6 +128,7 @@ def _assistant(settings: Settings) -> dict:
                 label="Conversation", height=560, elem_id="chat", buttons=["copy"],
                 placeholder="Ask about a product, an order or a problem — attach a photo if it helps.",
                 feedback_options=("Like", "Dislike"), allow_tags=False)
+            outcome = resolution.components()
             error = gr.Markdown(visible=False, elem_id="message-error")
             textbox = gr.MultimodalTextbox(
                 placeholder="Type a question, or add a product photo…", show_label=False,
@@ -133,35 +140,60 @@ def _assistant(settings: Settings) -> dict:
             with gr.Accordion("Search settings", open=False):
                 mode = gr.Radio(list(SEARCH_MODES), value=settings.search_mode, label="Search mode",
                                 info="fts = keyword (full-text) search")
-                k = gr.Slider(1, 20, value=settings.top_k, step=1, label="Items to retrieve (k)")
+                k = gr.Slider(1, MAX_SLIDER_K, value=settings.top_k, step=1, label="Items to retrieve (k)")
                 category = gr.Dropdown(["All"], value=settings.category or "All", label="Category",
                                        allow_custom_value=True, elem_id="category")
             gr.Examples(label="Try", examples=_examples(), inputs=textbox, examples_per_page=4)
     cite = gr.Textbox(elem_id="cite-target", show_label=False, container=False)
     return dict(chatbot=chatbot, error=error, textbox=textbox, gallery=gallery, details=details, mode=mode, k=k,
-                category=category, cite=cite)
+                category=category, cite=cite, **outcome)
 
 
-def _wire(chat: Chat, c: dict, turns: gr.State, items: gr.State, uploads: gr.State) -> None:
+def _start(chat: Chat, visitor: str | None):
+    """Page load: the visitor id, a new session in the visitor's variant, and that variant's search settings."""
+    visitor, session = chat.visitors.arrive(visitor)
+    turn = chat.variant_settings(session)
+    return (visitor, session, gr.Radio(value=turn.search_mode),
+            gr.Slider(value=turn.top_k, maximum=max(MAX_SLIDER_K, turn.top_k)))
+
+
+def _wire_outcome(chat: Chat, c: dict, turns: gr.State, session: gr.State, answered: list) -> None:
+    """The Solved / Still need help buttons after each answer, and the 1-5 rating after Solved."""
+    outcome = Resolution(chat.store)
+    private = {"api_visibility": "private", "queue": False, "show_progress": "hidden"}
+    shown = [c["outcome"], c["csat"], c["note"]]
+    for event in answered:
+        event.then(outcome.offer, turns, shown, **private)
+    c["solved"].click(outcome.solved, [session, turns], shown, **private)
+    c["unsolved"].click(outcome.unsolved, [session, turns], shown, **private)
+    c["csat"].input(outcome.rate, [session, c["csat"]], [c["csat"], c["note"]], **private)
+    c["chatbot"].clear(outcome.hide, outputs=shown, **private)
+
+
+def _wire(chat: Chat, c: dict, turns: gr.State, items: gr.State, uploads: gr.State, visitor: gr.BrowserState,
+          session: gr.State) -> None:
     """Connect the shopper's components to the chat handlers."""
     chatbot, textbox, gallery = c["chatbot"], c["textbox"], c["gallery"]
     answer_outputs = [chatbot, gallery, items, turns]
     answering = {"api_visibility": "private", "concurrency_id": "turn", "show_progress_on": chatbot}
-    answer_inputs = [chatbot, c["mode"], c["k"], c["category"], turns, uploads]
+    answer_inputs = [chatbot, c["mode"], c["k"], c["category"], turns, uploads, session]
     private = {"api_visibility": "private"}
     textbox.change(chat.attach, [textbox, uploads], [textbox, uploads, c["error"]], queue=False,
                    show_progress="hidden", **private)
-    textbox.submit(chat.add_message, [textbox, chatbot, uploads], [chatbot, textbox, c["error"], uploads],
-                   show_progress="hidden", **private).success(
-        chat.waiting, chatbot, None, queue=False, show_progress="hidden", **private).success(
-        chat.respond, answer_inputs, answer_outputs, **answering)
-    chatbot.retry(chat.retry, [chatbot, turns], [chatbot, gallery, items], **private).success(
-        chat.respond, answer_inputs, answer_outputs, **answering)
+    answered = [
+        textbox.submit(chat.add_message, [textbox, chatbot, uploads], [chatbot, textbox, c["error"], uploads],
+                       show_progress="hidden", **private).success(
+            chat.waiting, chatbot, None, queue=False, show_progress="hidden", **private).success(
+            chat.respond, answer_inputs, answer_outputs, **answering),
+        chatbot.retry(chat.retry, [chatbot, turns], [chatbot, gallery, items], **private).success(
+            chat.respond, answer_inputs, answer_outputs, **answering),
+        gallery.select(chat.ask_about, [items, chatbot], [chatbot, c["details"]], **private).success(
+            chat.respond, answer_inputs, answer_outputs, **answering)]
     chatbot.undo(chat.undo, [chatbot, turns], [chatbot, turns, textbox, gallery, items], **private)
     chatbot.clear(chat.clear, outputs=[chatbot, gallery, items, turns, c["details"], c["error"]], **private)
-    chatbot.like(chat.vote, turns, None, **private)
-    gallery.select(chat.ask_about, [items, chatbot], [chatbot, c["details"]], **private).success(
-        chat.respond, answer_inputs, answer_outputs, **answering)
+    chatbot.clear(chat.visitors.restart, [session, visitor], session, **private)
+    chatbot.like(chat.vote, [turns, session], None, **private)
+    _wire_outcome(chat, c, turns, session, answered)
     c["cite"].change(chat.show_cited, [c["cite"], turns], [gallery, items, c["details"]], show_progress="hidden",
                     **private)
 
@@ -169,18 +201,22 @@ def _wire(chat: Chat, c: dict, turns: gr.State, items: gr.State, uploads: gr.Sta
 def build_demo(settings: Settings | None = None, *, vlm: VLM | None = None, catalog=None) -> SupportApp:
     """Build the app from ``settings`` (default: :func:`load_settings`).
 
-    The catalog (built from the sample data on first start) and the VLM load in the background, so the page is up
-    at once; pass ``vlm`` and/or ``catalog`` to use ready ones (tests pass a scripted model). The catalog admin tab
-    exists only when ``settings.admin_password`` is set.
+    The A/B variants file is read and the conversation store opened (retention applied) first; a variants file with
+    a mistake stops the start with its line and key. The catalog (built from the sample data on first start) and the
+    VLM load in the background, so the page is up at once; pass ``vlm`` and/or ``catalog`` to use ready ones (tests
+    pass a scripted model). The catalog admin tab exists only when ``settings.admin_password`` is set.
     """
     settings = settings or load_settings()
+    experiments = Experiments.from_settings(settings)  # a broken variants file stops the start, saying where
+    store = open_store(settings)
     resources = Resources(settings, vlm=vlm, catalog=catalog)
-    chat = Chat(settings, resources, FeedbackLog(settings.feedback_path))
-    admin = Admin(settings, resources)
+    chat = Chat(settings, resources, store, experiments)
+    admin = Admin(settings, resources, store)
     image_dirs = [(SAMPLE_DATA_DIR / "images").resolve(), admin.images_dir]
 
     with SupportApp(settings, image_dirs, title="mmsupport: shopping & support assistant") as demo:
         turns, items, uploads = gr.State([]), gr.State([]), gr.State({})
+        visitor, session = visitors.visitor_state(), gr.State(None)
         gr.Markdown("## Ask about a product, or show us a photo", elem_id="title")
         status = gr.Markdown(elem_id="status", elem_classes=["ready"])
         timer = gr.Timer(1.0)
@@ -209,7 +245,9 @@ def build_demo(settings: Settings | None = None, *, vlm: VLM | None = None, cata
         timer.tick(refresh_status, outputs=status_outputs, api_visibility="private", show_progress="hidden")
         c["category"].focus(refresh_categories, outputs=c["category"], api_visibility="private",
                             show_progress="hidden")
-        _wire(chat, c, turns, items, uploads)
-    demo.resources = resources
+        demo.load(lambda known: _start(chat, known), visitor, [visitor, session, c["mode"], c["k"]],
+                  api_visibility="private", show_progress="hidden")
+        _wire(chat, c, turns, items, uploads, visitor, session)
+    demo.resources, demo.store, demo.experiments = resources, store, experiments
     demo.queue(default_concurrency_limit=2, max_size=64)
     return demo

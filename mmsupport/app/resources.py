@@ -30,6 +30,8 @@ class Resources:
         self.catalog_error: MMSupportError | None = None
         self.model_reason = ""
         self._catalog_done = threading.Event()
+        self._variant_vlms: dict[tuple, VLM | None] = {}
+        self._variant_lock = threading.Lock()
         if catalog is not None:
             self._catalog_done.set()
         threading.Thread(target=self._load, name="mmsupport-loader", daemon=True).start()
@@ -66,6 +68,18 @@ class Resources:
                 self.model_reason, self.model_state = f"{type(error).__name__}: {error}", "unavailable"
             if self.model_state == "unavailable":
                 log.warning("model unavailable, answers come from retrieval alone: %s", self.model_reason)
+
+    def vlm_for(self, turn: Settings) -> VLM | None:
+        """The model for a turn's settings: the app's own (loaded in the background) unless an A/B variant names
+        another ``model`` or ``adapter``; that one is loaded on the first turn that needs it and kept. A variant model
+        that cannot be loaded gives extractive answers (``None``), and the reason goes to the log."""
+        key = (turn.model, turn.adapter)
+        if key == (self.settings.model, self.settings.adapter):
+            return self.vlm
+        with self._variant_lock:
+            if key not in self._variant_vlms:
+                self._variant_vlms[key] = _load_variant_vlm(turn)
+            return self._variant_vlms[key]
 
     def wait_for_catalog(self):
         """The catalog, once open (waits while it is being built); raises the error that stopped it opening."""
@@ -116,3 +130,14 @@ def _open_catalog(settings: Settings):
         return Catalog.open(settings)
     except CatalogError:
         return ensure_sample_catalog(settings)
+
+
+def _load_variant_vlm(turn: Settings) -> VLM | None:
+    from mmsupport.vlm import load_vlm
+
+    try:
+        return load_vlm(turn)
+    except Exception as error:  # a broken variant must not stop its shoppers getting (extractive) answers
+        log.warning("variant model %s (adapter %s) unavailable, its answers come from retrieval alone: %s",
+                    turn.model, turn.adapter, error)
+        return None
