@@ -25,19 +25,22 @@ class Api:
         self.settings = chat.settings
 
     def chat_turn(self, message: str, image: str | None = None, mode: str = "hybrid", k: int = 5,
-                  category: str | None = None) -> dict:
-        """One question (and optional photo) in, the grounded answer with citations and items out."""
+                  category: str | None = None, audio: str | None = None) -> dict:
+        """One question (typed, or spoken in ``audio``, or both; optional photo) in, the grounded answer with
+        citations and items out; ``transcript`` is what ``audio`` said (None without audio)."""
         from mmsupport.agent import TurnResult
 
         with views.ui_errors():
             text = (message or "").strip()
+            transcript = self.chat.voice.heard(audio) if audio else None
+            text = f"{text} {transcript or ''}".strip()
             check_message(text, self.settings, has_images=bool(image))
             turn = self.chat.turn_settings(mode or self.settings.search_mode,
                                            self.settings.top_k if k is None else k, category)
             events = self.chat.run_turn(text, self.chat.images([image] if image else [], {}), [], turn)
             result = next(event for event in events if isinstance(event, TurnResult))
         return {"answer": result.answer, "citations": result.citations, "no_match": result.no_match,
-                "items": [views.item_dict(item) for item in result.items]}
+                "items": [views.item_dict(item) for item in result.items], "transcript": transcript}
 
     def search(self, query: str, mode: str = "hybrid", k: int = 5, category: str | None = None) -> list[dict]:
         """Search the catalog: items best first, each with id, kind, title, text, price, score."""
@@ -53,21 +56,23 @@ class Api:
     def register(self) -> None:
         """Add ``/chat`` and ``/search`` to the Blocks being built (call inside its ``with`` block).
 
-        Hidden components give the endpoints their documented names and defaults (``image`` and ``category`` are
-        optional) and let Gradio check that an uploaded ``image`` is an upload of this server.
+        Hidden components give the endpoints their documented names and defaults (``image``, ``category`` and
+        ``audio`` are optional) and let Gradio check that an uploaded ``image`` or ``audio`` is an upload of this
+        server.
         """
         settings = self.settings
         with gr.Column(visible=False):
             message = gr.Textbox(label="message")
             query = gr.Textbox(label="query")
             image = gr.File(label="image", type="filepath")
+            audio = gr.File(label="audio", type="filepath")
             mode = gr.Textbox(settings.search_mode, label="mode")
             k = gr.Number(settings.top_k, label="k", precision=0)
             category = gr.Textbox("", label="category")
             answer = gr.JSON(label="answer")
             result = gr.JSON(label="result")
             chat_button, search_button = gr.Button(), gr.Button()
-        chat_button.click(self.chat_turn, [message, image, mode, k, category], answer, api_name="chat",
+        chat_button.click(self.chat_turn, [message, image, mode, k, category, audio], answer, api_name="chat",
                           concurrency_id="turn")
         # Searches have their own queue slots: they never wait behind model turns, which run two at a time.
         search_button.click(self.search, [query, mode, k, category], result, api_name="search",
