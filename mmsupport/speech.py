@@ -221,7 +221,8 @@ class WhisperASR(ASR):
             self.model = WhisperModel(str(model), device=self.device, compute_type=self.compute_type,
                                       cpu_threads=cpu_threads)
         except Exception as error:  # missing folder, offline Hub id, broken weights
-            raise ModelUnavailable(f"Could not load the speech model {model}: {type(error).__name__}: {error}.",
+            reason = f"{type(error).__name__}: {str(error).rstrip('.')}"
+            raise ModelUnavailable(f"Could not load the speech model {model}: {reason}.",
                                    hint="Set MMSUPPORT_ASR_MODEL to a CTranslate2 Whisper folder or a faster-whisper "
                                         "Hub id in the local cache, or MMSUPPORT_ASR=off.") from None
 

@@ -167,3 +167,18 @@ def test_a_missing_model_folder_says_how_to_fix_it(tmp_path):
 
     with pytest.raises(ModelUnavailable, match="MMSUPPORT_ASR_MODEL"):
         load_asr(load_settings(asr_model=str(tmp_path / "no-such-model")))
+
+
+@pytest.mark.slow
+def test_the_transcribe_command_prints_one_record_per_file_and_fails_on_bad_ones(question, tmp_path, capsys):
+    from mmsupport.__main__ import main
+
+    (tmp_path / "notes.wav").write_text("not audio")
+    code = main(["transcribe", str(question), str(tmp_path / "notes.wav"), "--json", "--db", str(tmp_path / "none")])
+    first, second = [__import__("json").loads(line) for line in capsys.readouterr().out.splitlines()]
+    assert code == 2 and not (tmp_path / "none").exists()
+    assert {"watch", "flashing", "red"} <= set(words(first["text"])) and first["language"] == "en"
+    assert first["duration_s"] > 2 and first["seconds"] > 0 and first["file"] == str(question)
+    assert "not an audio recording" in second["error"]
+    assert main(["transcribe", str(question), "--language", "en"]) == 0
+    assert "flashing red" in capsys.readouterr().out.lower()
