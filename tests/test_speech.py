@@ -97,8 +97,8 @@ def test_voice_settings_come_from_the_environment():
 
 
 def test_the_prompt_holds_the_catalogs_words_and_follows_an_ingest(sample_catalog_settings, tmp_path):
-    import shutil
     import dataclasses
+    import shutil
 
     from mmsupport.catalog import Catalog
 

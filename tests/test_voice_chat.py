@@ -7,7 +7,6 @@ from types import SimpleNamespace
 import gradio as gr
 import pytest
 from fakes import ScriptedVLM
-from PIL import Image
 from speech_audio import say, write_wav
 
 from mmsupport.app import voice
@@ -77,7 +76,7 @@ def test_with_voice_off_a_recording_is_refused_in_plain_words(sample_catalog_set
     settings = load_settings(db_dir=sample_catalog_settings.db_dir, asr=False)
     off = make_chat(settings, tmp_path)
     recording = write_wav(tmp_path / "q.wav", [0.0] * 1600, 16000)
-    box, uploads, notice = off.attach({"text": "hi", "files": [str(recording)]}, {})
+    _box, _uploads, notice = off.attach({"text": "hi", "files": [str(recording)]}, {})
     assert "Voice messages are turned off here. Please type your question." in notice.value
     assert off.resources.asr_state == "off" and "Voice:** off" in off.resources.admin_status()
 
@@ -107,7 +106,7 @@ def test_a_spoken_question_with_a_photo_runs_as_if_typed_and_undo_gives_the_word
     said = history[-1]["content"]
     assert said.startswith(voice.SPOKEN) and "flashing red" in said.lower(), said
     assert history[0]["content"] == {"path": str(PHOTO)}  # the photo, as when typed
-    *_, (shown, cards, items, turns) = chat.respond(history, "hybrid", 5, "All", [], uploads)
+    *_, (shown, _cards, items, turns) = chat.respond(history, "hybrid", 5, "All", [], uploads)
     assert "A001" in [item.id for item in items] and "(#item-A001)" in shown[-1]["content"]
     asked = chat.resources.vlm.answer_calls[-1]["messages"][-1]["content"]
     asked = asked if isinstance(asked, str) else " ".join(p.get("text", "") for p in asked)
@@ -124,7 +123,7 @@ def test_silence_gets_i_didnt_catch_that_and_nothing_is_searched(chat, tmp_path)
     quiet = write_wav(tmp_path / "quiet.wav", [0.0] * 48000, 16000)
     before = [{"role": "user", "content": "hi"}, {"role": "assistant", "content": "Hello!"}]
     calls = len(chat.resources.vlm.calls)
-    shown, box, notice, uploads = send(chat, {"text": "", "files": [str(PHOTO), str(quiet)]}, before)
+    shown, box, notice, _uploads = send(chat, {"text": "", "files": [str(PHOTO), str(quiet)]}, before)
     assert shown is gr.skip() or shown == gr.skip()
     assert "I didn&#x27;t catch that" in notice.value or "I didn't catch that" in notice.value
     assert [f["orig_name"] for f in box.value["files"]] == [PHOTO.name]  # the photo stays, the silence goes
@@ -137,7 +136,7 @@ def test_a_speech_model_that_cannot_load_is_reported_and_typing_still_works(samp
     settings = dataclasses.replace(load_settings(db_dir=sample_catalog_settings.db_dir),
                                    asr_model=str(tmp_path / "no-such-model"))
     broken = make_chat(settings, tmp_path)
-    shown, box, notice, uploads = send(broken, {"text": "", "files": [str(spoken)]})
+    _shown, _box, notice, _uploads = send(broken, {"text": "", "files": [str(spoken)]})
     assert "Voice messages are not available right now. Please type your question." in notice.value
     assert broken.resources.asr_state == "unavailable" and broken.resources.state == "unavailable"
     assert broken.resources.shopper_status() == ("Voice messages are not available right now: please type your "
