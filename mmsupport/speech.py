@@ -253,19 +253,37 @@ def load_asr(settings: Settings) -> ASR:
         return _LOADED[settings.asr_model]
 
 
+#: Nouns said in the plural only.
+PLURAL_ONLY = {"jeans", "trousers", "shorts", "leggings", "pants", "headphones", "earbuds", "glasses", "sunglasses"}
+
+
+def singular(phrase: str) -> str:
+    """A product type as a shopper says one of it: ``t-shirts`` -> ``t-shirt``, ``dresses`` -> ``dress``,
+    ``hoodies`` -> ``hoodie``; ``jeans`` stays.
+
+    >>> [singular(p) for p in ("fitness bands", "dresses", "hoodies", "jeans", "boots", "glass")]
+    ['fitness band', 'dress', 'hoodie', 'jeans', 'boot', 'glass']
+    """
+    *head, last = phrase.split()
+    if last.lower() not in PLURAL_ONLY and len(last) > 3:
+        if last.endswith(("sses", "xes", "ches", "shes")):
+            last = last[:-2]
+        elif last.endswith("s") and not last.endswith("ss"):
+            last = last[:-1]
+    return " ".join([*head, last])
+
+
 def catalog_prompt(catalog) -> str:
     """Words to listen for, from the catalog: categories, product types (singular) and brands, then
     :data:`SUPPORT_WORDS`; at most :data:`MAX_PROMPT_CHARS`. Read once per table version, so an ingest's new names
     count from the next recording on."""
     from mmsupport.catalog import TYPE_COLUMNS
-    from mmsupport.focus import stem
 
     cache = catalog.view().cache
     if "speech_prompt" not in cache:
         names = list(catalog.distinct("category"))
         for column in TYPE_COLUMNS:
-            names += [" ".join([*value.split()[:-1], stem(value.split()[-1])])
-                      for value in catalog.distinct(column, kind="product") if value.split()]
+            names += [singular(value) for value in catalog.distinct(column, kind="product") if value.split()]
         names += catalog.distinct("brand", kind="product") + list(SUPPORT_WORDS)
         words, length = [], 0
         for name in dict.fromkeys(n.strip() for n in names if n.strip()):

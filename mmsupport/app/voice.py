@@ -21,8 +21,8 @@ from mmsupport.speech import AUDIO_SUFFIXES, NOT_CAUGHT, NOT_CAUGHT_HINT, catalo
 
 log = logging.getLogger(__name__)
 
-#: What the chat shows before a message that was spoken.
-SPOKEN = "🎤 "
+#: What the chat shows before a message that was spoken (Markdown: "Spoken:" in italics; no emoji font needed).
+SPOKEN = "*Spoken:* "
 #: Told to shoppers when the speech model cannot be loaded (the reason goes to the log and the admin tab).
 VOICE_UNAVAILABLE = InvalidInput("Voice messages are not available right now.", hint="Please type your question.")
 
