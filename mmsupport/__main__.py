@@ -26,6 +26,7 @@ COMMANDS = {
     "deploy": "deploy",
     "forget": "forget",
     "purge": "purge",
+    "transcribe": "transcribe",
 }
 
 

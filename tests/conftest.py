@@ -1,8 +1,8 @@
 """Shared fixtures, the offline environment and the check that keeps the quick loop quick.
 
 Heavier fixtures (tiny models, sample catalog, the app server) are session-scoped and built once. A test without
-one of :data:`HEAVY_MARKERS` may not start a subprocess or a server, nor build or load a vision-language model; if it
-does, it fails and says which marker it needs (README, "Tests").
+one of :data:`HEAVY_MARKERS` may not start a subprocess or a server, nor build or load a vision-language model or
+load a speech model; if it does, it fails and says which marker it needs (README, "Tests").
 """
 
 import os
@@ -38,13 +38,14 @@ def _heavy_calls(item) -> list[tuple[object, str, str]]:
 
     import tiny_models
 
-    from mmsupport import finetune, vlm
+    from mmsupport import finetune, speech, vlm
 
     calls = [(subprocess.Popen, "__init__", "starts a subprocess"),
              (multiprocessing.process.BaseProcess, "start", "starts a process"),
              (socket.socket, "listen", "starts a server"),
              (vlm.TransformersVLM, "_load", "loads a vision-language model"),
              (finetune, "_load_model", "loads a vision-language model"),
+             (speech.WhisperASR, "__init__", "loads a speech model"),
              (tiny_models, "build_tiny_vlm", "builds a tiny vision-language model")]
     if getattr(item.module, "build_tiny_vlm", None) is tiny_models.build_tiny_vlm:
         calls.append((item.module, "build_tiny_vlm", "builds a tiny vision-language model"))

@@ -316,3 +316,33 @@ def test_on_a_phone_the_shopper_marks_the_answer_solved_and_rates_the_chat(brows
     assert (solved[0]["kind"], solved[0]["value"], solved[1]["question"]) == ("resolved", 1,
                                                                               "What is your return policy?")
     assert (rated[0]["kind"], rated[0]["value"], rated[0]["session_id"]) == ("csat", 4, solved[0]["session_id"])
+
+
+def test_a_recorded_question_is_answered_marked_as_spoken_and_undo_gives_the_words_back(page, tmp_path):
+    from speech_audio import say
+
+    recording = say("My watch button is flashing red. What does that mean?", tmp_path / "audio.wav")
+    assert page.locator("#message button[aria-label*='ecord'], #message .microphone-button, "
+                        "#message button[title*='ecord']").count() >= 1, "the box should offer the microphone"
+    page.set_input_files("#message input[type=file]", str(recording))
+    page.wait_for_selector("#message .thumbnail-item", timeout=60_000)
+    page.focus("#message textarea")
+    page.keyboard.press("Enter")
+    chat = wait_for_answers(page, 1)
+    spoken = next(line for line in chat.splitlines() if line.startswith("Spoken:"))
+    assert "flashing red" in spoken.lower(), chat
+    assert page.locator('#chat a[href="#item-A001"]').count() >= 1  # answered from the watch article
+    page.screenshot(path=str(ARTIFACTS / "voice.png"))
+    page.locator('#chat button[aria-label="Undo"]').last.click()
+    page.wait_for_function("!document.querySelector('#chat').innerText.includes('flashing')", timeout=30_000)
+    words = page.input_value("#message textarea")
+    assert words.lower().startswith("my watch button is flashing red") and "Spoken" not in words
+
+
+def test_a_text_file_named_like_a_recording_is_refused_under_the_box(page, tmp_path):
+    page.set_input_files("#message input[type=file]", files=[
+        {"name": "question.wav", "mimeType": "audio/wav", "buffer": b"this is not a recording"}])
+    page.wait_for_function("document.body.innerText.includes('an audio recording (WAV')", timeout=30_000)
+    assert "question.wav" in page.inner_text("body")
+    send(page, "Do you sell waterproof hiking boots?")  # the app keeps serving
+    wait_for_answers(page, 1)

@@ -67,10 +67,12 @@ def test_the_readme_api_example_runs(ui_server, capsys):
 def test_api_docs_mark_optional_inputs_and_name_outputs(client):
     endpoints = client.view_api(print_info=False, return_format="dict")["named_endpoints"]
     chat = {p["parameter_name"]: p for p in endpoints["/chat"]["parameters"]}
-    assert list(chat) == ["message", "image", "mode", "k", "category", "session_id"]
+    assert list(chat) == ["message", "image", "mode", "k", "category", "session_id", "audio"]
     assert not chat["message"]["parameter_has_default"]
-    assert all(chat[name]["parameter_has_default"] for name in ("image", "mode", "k", "category", "session_id"))
+    assert all(chat[name]["parameter_has_default"] for name in ("image", "mode", "k", "category", "session_id",
+                                                                 "audio"))
     assert (chat["image"]["parameter_default"], chat["k"]["parameter_default"]) == (None, None)
+    assert chat["audio"]["parameter_default"] is None
     feedback = {p["parameter_name"]: p for p in endpoints["/feedback"]["parameters"]}
     assert list(feedback) == ["session_id", "kind", "value", "turn_id"]
     assert [name for name, p in feedback.items() if p["parameter_has_default"]] == ["turn_id"]
@@ -129,3 +131,36 @@ def test_a_chat_turn_through_the_app_is_logged_with_every_field(client, ui_serve
     assert row["search"] == {"mode": "hybrid", "k": 4, "category": None}
     assert row["model"] == ui_server.demo.resources.vlm.name
     assert 0 < row["first_token_s"] < row["answer_s"]  # the scripted model streams at a model's pace
+
+
+def test_chat_answers_a_spoken_question_with_its_transcript(client, tmp_path):
+    from gradio_client import handle_file
+    from speech_audio import say
+
+    recording = say("My watch button is flashing red. What does that mean?", tmp_path / "question.wav")
+    reply = client.predict("", None, "hybrid", 5, "", None, handle_file(str(recording)), api_name="/chat")
+    assert "flashing red" in reply["transcript"].lower()
+    assert reply["citations"] and "A001" in {item["id"] for item in reply["items"]}
+    typed = client.predict("Do you sell backpacks?", None, "hybrid", 5, "", api_name="/chat")
+    assert typed["transcript"] is None
+
+
+def test_bad_audio_over_the_api_says_what_is_wrong_and_the_server_keeps_serving(client, ui_server, tmp_path):
+    import httpx
+    from gradio_client import handle_file
+    from gradio_client.exceptions import AppError
+    from speech_audio import tone, write_wav
+
+    (tmp_path / "notes.wav").write_text("a text file named like a recording")
+    with pytest.raises(Exception, match="415 Unsupported Media Type"):
+        client.predict("", None, "hybrid", 5, "", None, handle_file(str(tmp_path / "notes.wav")), api_name="/chat")
+    refused = httpx.post(f"{ui_server.url}/gradio_api/upload", files={"files": ("notes.wav", b"not audio")})
+    assert refused.status_code == 415 and "notes.wav: the file is not an image" in refused.text
+    assert "an audio recording (WAV, MP3, OGG/Opus, WebM or M4A)" in refused.text
+    with pytest.raises(AppError, match="I didn.t catch that"):
+        client.predict("", None, "hybrid", 5, "", None, handle_file(str(write_wav(tmp_path / "quiet.wav", [0.0] * 32000,
+                                                                                 16000))), api_name="/chat")
+    with pytest.raises(AppError, match="long.wav is 61 seconds long, over the 60-second limit"):
+        client.predict("", None, "hybrid", 5, "", None, handle_file(str(tone(tmp_path / "long.wav", 61, rate=8000))),
+                       api_name="/chat")
+    assert client.predict("boots", "hybrid", 3, "", api_name="/search")

@@ -30,15 +30,18 @@ class Api:
         self.settings = chat.settings
 
     def chat_turn(self, message: str, image: str | None = None, mode: str = "", k: int | None = None,
-                  category: str | None = None, session_id: str | None = None) -> dict:
-        """One question (and optional photo) in, the grounded answer with citations and items out, with the
-        ``session_id`` (the caller's or a new one), its ``variant``, the ``turn_id`` feedback can name and the
-        ``handoff`` reference (or ``None``). ``mode`` "" and ``k`` ``None`` mean the variant's search settings."""
+                  category: str | None = None, session_id: str | None = None, audio: str | None = None) -> dict:
+        """One question (typed, or spoken in ``audio``, or both; optional photo) in, the grounded answer with
+        citations and items out, with the ``session_id`` (the caller's or a new one), its ``variant``, the
+        ``turn_id`` feedback can name, the ``handoff`` reference (or ``None``) and the ``transcript`` of ``audio``
+        (``None`` without audio). ``mode`` "" and ``k`` ``None`` mean the variant's search settings."""
         from mmsupport.agent import TurnResult
 
         with views.ui_errors():
             session = api_session(self.chat.experiments, session_id)
             text = (message or "").strip()
+            transcript = self.chat.voice.heard(audio) if audio else None
+            text = f"{text} {transcript or ''}".strip()
             check_message(text, self.settings, has_images=bool(image))
             base = self.chat.variant_settings(session)
             turn = self.chat.turn_settings(mode or base.search_mode, base.top_k if k is None else k, category, base)
@@ -56,7 +59,8 @@ class Api:
             turn_id = self.chat.record(session, text, turn, clock, files, result=result)
         return {"answer": result.answer, "citations": result.citations, "no_match": result.no_match,
                 "items": [views.item_dict(item) for item in result.items], "session_id": session["id"],
-                "variant": session["variant"], "turn_id": turn_id, "handoff": result.handoff}
+                "variant": session["variant"], "turn_id": turn_id, "handoff": result.handoff,
+                "transcript": transcript}
 
     def feedback(self, session_id: str, kind: str, value: int, turn_id: str | None = None) -> dict:
         """Record feedback on a session (or one of its turns): ``kind`` thumbs (1 up, 0 down), resolved (1 solved,
@@ -89,13 +93,15 @@ class Api:
     def register(self) -> None:
         """Add ``/chat``, ``/search`` and ``/feedback`` to the Blocks being built (call inside its ``with`` block).
 
-        Hidden components give the endpoints their documented names and defaults (``image`` and ``category`` are
-        optional) and let Gradio check that an uploaded ``image`` is an upload of this server.
+        Hidden components give the endpoints their documented names and defaults (``image``, ``category`` and
+        ``audio`` are optional) and let Gradio check that an uploaded ``image`` or ``audio`` is an upload of this
+        server.
         """
         with gr.Column(visible=False):
             message = gr.Textbox(label="message")
             query = gr.Textbox(label="query")
             image = gr.File(label="image", type="filepath")
+            audio = gr.File(label="audio", type="filepath")
             mode = gr.Textbox("", label="mode")
             k = gr.Number(None, label="k", precision=0)
             category = gr.Textbox("", label="category")
@@ -106,8 +112,8 @@ class Api:
             result = gr.JSON(label="result")
             recorded = gr.JSON(label="recorded")
             chat_button, search_button, feedback_button = gr.Button(), gr.Button(), gr.Button()
-        chat_button.click(self.chat_turn, [message, image, mode, k, category, session_id], answer, api_name="chat",
-                          concurrency_id="turn")
+        chat_button.click(self.chat_turn, [message, image, mode, k, category, session_id, audio], answer,
+                          api_name="chat", concurrency_id="turn")
         feedback_button.click(self.feedback, [session_id, kind, value, turn_id], recorded, api_name="feedback",
                               concurrency_id="search", concurrency_limit=SEARCH_CONCURRENCY)
         # Searches have their own queue slots: they never wait behind model turns, which run two at a time.

@@ -21,7 +21,7 @@ from collections.abc import Iterator
 import gradio as gr
 
 from mmsupport import messages
-from mmsupport.app import turnlog, views
+from mmsupport.app import turnlog, views, voice
 from mmsupport.app.resources import Resources
 from mmsupport.app.turnlog import TurnClock
 from mmsupport.app.visitors import Visitors
@@ -75,7 +75,7 @@ def last_user_turn(history: list[dict]) -> tuple[int, str, list[str]]:
     if start == len(history):
         raise InvalidInput("There is no question to answer yet.", hint="Type a question or attach a photo first.")
     turn = history[start:]
-    text = " ".join(messages.text_of(m) for m in turn).strip()
+    text = " ".join(voice.unmark(messages.text_of(m)) for m in turn).strip()
     files = [str(path) for m in turn for path in messages.images_of(m)]
     return start, text, files
 
@@ -101,6 +101,7 @@ class Chat:
         self.experiments = experiments or Experiments.from_settings(settings)
         self.visitors = Visitors(self.experiments)
         self.placeholder = views.placeholder_image()
+        self.voice = voice.Voice(settings, resources)
         if spaces is not None:
             self.run_turn = spaces.GPU(self.run_turn)
 
@@ -134,14 +135,15 @@ class Chat:
     # -- the message box ---------------------------------------------------------------------------------------------
 
     def attach(self, message: dict | None, uploads: dict):
-        """Check photos when they are attached: keep the good ones decoded, drop the others with the reason."""
+        """Check photos and recordings when they are attached: keep the good ones (photos decoded), drop the others
+        with the reason."""
         files = (message or {}).get("files") or []
         if all(path in uploads for path in files):
             return gr.skip(), gr.skip(), gr.skip()
         uploads, kept, reasons = dict(uploads), [], []
         for path in files:
             try:
-                uploads[path] = self.images([path], uploads)[0]
+                uploads[path] = self.voice.check(path) if voice.is_audio(path) else self.images([path], uploads)[0]
                 kept.append(path)
             except InvalidInput as error:
                 reasons.append(str(error))
@@ -150,19 +152,20 @@ class Chat:
         return box, uploads, notice(reasons)
 
     def add_message(self, message: dict | None, history: list[dict], uploads: dict):
-        """Put the person's text and photo into the conversation; a rejected message stays in the box, with the
-        reason shown under it, and the chat is left as it was."""
+        """Put the person's text (or what their recording says, marked as spoken) and photo into the conversation;
+        a rejected message stays in the box, with the reason shown under it, and the chat is left as it was."""
         message = message or {}
         text, files = (message.get("text") or "").strip(), message.get("files") or []
         try:
+            text, files, spoken = self.voice.hear(text, files)
             check_message(text, self.settings, has_images=bool(files))
             images = self.images(files, uploads)
         except InvalidInput as error:
-            return gr.skip(), gr.skip(), notice([str(error)]), gr.skip()
+            return gr.skip(), voice.without_recordings(message), notice([str(error)]), gr.skip()
         uploads = dict(list({**uploads, **dict(zip(files, images))}.items())[-MAX_UPLOADS:])
         history = history + [{"role": "user", "content": {"path": path}} for path in files]
         if text:
-            history.append({"role": "user", "content": views.escape(text)})
+            history.append({"role": "user", "content": voice.mark(views.escape(text), spoken)})
         return history, gr.MultimodalTextbox(value=None), notice([]), uploads
 
     # -- answering -------------------------------------------------------------------------------------------------

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import gradio as gr
 
-from mmsupport.app import resolution, visitors
+from mmsupport.app import resolution, visitors, voice
 from mmsupport.app.admin import Admin
 from mmsupport.app.api import Api
 from mmsupport.app.chat import Chat
@@ -130,9 +130,7 @@ def _assistant(settings: Settings) -> dict:
                 feedback_options=("Like", "Dislike"), allow_tags=False)
             outcome = resolution.components()
             error = gr.Markdown(visible=False, elem_id="message-error")
-            textbox = gr.MultimodalTextbox(
-                placeholder="Type a question, or add a product photo…", show_label=False,
-                file_types=["image"], file_count="single", sources=["upload"], elem_id="message")
+            textbox = gr.MultimodalTextbox(show_label=False, elem_id="message", **voice.textbox_options(settings))
         with gr.Column(scale=2, min_width=300):
             gallery = gr.Gallery(label="Items we found (tap one to ask about it)", elem_id="items", columns=2,
                                  height="auto", allow_preview=False, object_fit="contain", interactive=False)

@@ -1,4 +1,5 @@
-"""Background loading: the catalog (built from the sample data on first start) and then the VLM."""
+"""Background loading: the catalog (built from the sample data on first start), then the VLM; the speech model
+on the first voice message."""
 
 from __future__ import annotations
 
@@ -7,7 +8,7 @@ import logging
 import threading
 
 from mmsupport.config import Settings
-from mmsupport.errors import CatalogError, MMSupportError
+from mmsupport.errors import CatalogError, MMSupportError, ModelUnavailable
 from mmsupport.vlm import VLM
 
 log = logging.getLogger(__name__)
@@ -20,6 +21,8 @@ class Resources:
     :meth:`admin_status` (the admin tab; the log too) says why something is unavailable and how to fix it.
     ``catalog_state`` and ``model_state`` are ``"loading"``, ``"ready"`` or ``"unavailable"`` (then
     ``catalog_error`` / ``model_reason`` say why). Until the model is ready, turns are answered from retrieval alone.
+    ``asr_state`` is ``"off"`` (voice disabled), ``"idle"`` (until the first recording), ``"loading"``, ``"ready"``
+    or ``"unavailable"`` (``asr_reason`` says why; voice messages are refused, typing works).
     """
 
     def __init__(self, settings: Settings, *, vlm: VLM | None = None, catalog=None):
@@ -32,13 +35,15 @@ class Resources:
         self._catalog_done = threading.Event()
         self._variant_vlms: dict[tuple, VLM | None] = {}
         self._variant_lock = threading.Lock()
+        self.asr_state, self.asr_reason, self._asr = ("idle" if settings.asr else "off"), "", None
+        self._asr_lock = threading.Lock()
         if catalog is not None:
             self._catalog_done.set()
         threading.Thread(target=self._load, name="mmsupport-loader", daemon=True).start()
 
     @property
     def loading(self) -> bool:
-        return "loading" in (self.catalog_state, self.model_state)
+        return "loading" in (self.catalog_state, self.model_state, self.asr_state)
 
     def _load(self) -> None:
         if self.catalog is None:
@@ -81,6 +86,35 @@ class Resources:
                 self._variant_vlms[key] = _load_variant_vlm(turn)
             return self._variant_vlms[key]
 
+    def asr(self):
+        """The speech model, loaded on the first call and shared (callers meanwhile wait); raises
+        :class:`ModelUnavailable` with the reason when it could not be loaded."""
+        with self._asr_lock:
+            if self._asr is None and self.asr_state not in ("off", "unavailable"):
+                from mmsupport.speech import load_asr
+
+                self.asr_state = "loading"
+                try:
+                    self._asr, self.asr_state = load_asr(self.settings), "ready"
+                except MMSupportError as error:
+                    self.asr_reason, self.asr_state = str(error), "unavailable"
+                    log.warning("voice messages unavailable: %s", error)
+            if self._asr is None:
+                raise ModelUnavailable(self.asr_reason or "Voice messages are turned off.")
+            return self._asr
+
+    def start_asr(self) -> None:
+        """Load the speech model in the background if nothing has started loading it yet."""
+        if self.asr_state == "idle":
+            self.asr_state = "loading"
+            threading.Thread(target=self._try_asr, name="mmsupport-asr-loader", daemon=True).start()
+
+    def _try_asr(self) -> None:
+        try:
+            self.asr()
+        except MMSupportError:
+            pass  # recorded in asr_state and asr_reason
+
     def wait_for_catalog(self):
         """The catalog, once open (waits while it is being built); raises the error that stopped it opening."""
         self._catalog_done.wait()
@@ -98,6 +132,10 @@ class Resources:
             return "Getting ready: for a minute, answers are shorter than usual."
         if self.model_state == "unavailable":
             return "Answers are shorter than usual right now."
+        if self.asr_state == "loading":
+            return "Getting voice messages ready…"
+        if self.asr_state == "unavailable":
+            return "Voice messages are not available right now: please type your question."
         return ""
 
     def admin_status(self) -> str:
@@ -108,18 +146,30 @@ class Resources:
             return f"**Catalog unavailable:** {html.escape(str(self.catalog_error))}"
         name = html.escape(self.vlm.name if self.vlm is not None else self.settings.model)
         if self.model_state == "ready":
-            return f"**Ready:** model {name}, {len(self.catalog)} catalog items."
-        if self.model_state == "loading":
-            return f"**Loading model** {name}… until it is ready, answers list the best-matching catalog items."
-        return (f"**Model unavailable:** {html.escape(self.model_reason)} "
-                "Answers list the best-matching catalog items instead.")
+            line = f"**Ready:** model {name}, {len(self.catalog)} catalog items."
+        elif self.model_state == "loading":
+            line = f"**Loading model** {name}… until it is ready, answers list the best-matching catalog items."
+        else:
+            line = (f"**Model unavailable:** {html.escape(self.model_reason)} "
+                    "Answers list the best-matching catalog items instead.")
+        return f"{line}  \n{self._asr_status()}"
+
+    def _asr_status(self) -> str:
+        """The speech model's state for the admin tab."""
+        name = html.escape(self._asr.name if self._asr is not None else self.settings.asr_model)
+        return {"off": "**Voice:** off (MMSUPPORT_ASR).",
+                "idle": f"**Voice:** speech model {name} loads on the first voice message.",
+                "loading": f"**Voice:** loading speech model {name}…",
+                "ready": f"**Voice:** speech model {name} ready.",
+                "unavailable": f"**Voice unavailable:** {html.escape(self.asr_reason)}"}[self.asr_state]
 
     @property
     def state(self) -> str:
         """``loading``, ``ready`` or ``unavailable`` overall, for styling the status line."""
         if self.loading:
             return "loading"
-        return "ready" if self.catalog_state == self.model_state == "ready" else "unavailable"
+        ready = self.catalog_state == self.model_state == "ready" and self.asr_state != "unavailable"
+        return "ready" if ready else "unavailable"
 
 
 def _open_catalog(settings: Settings):

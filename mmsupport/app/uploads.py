@@ -3,7 +3,8 @@
 Two doors, both before Gradio touches a file:
 
 - :class:`UploadCheck` (ASGI middleware on ``POST /gradio_api/upload``) keeps an upload only if its bytes are one of
-  the kinds the app takes (:data:`IMAGE_KIND`; the admin tab adds :data:`ADMIN_KINDS`) and its name's extension is
+  the kinds the app takes (:data:`IMAGE_KIND`, :data:`AUDIO_KIND` with voice on; the admin tab adds
+  :data:`ADMIN_KINDS`) and its name's extension is
   of that kind, so a page or an SVG cannot be stored under any name.
 - :func:`check_inputs` runs before Gradio preprocesses an event's inputs: every file an input names must be a file
   in Gradio's upload cache (where uploads and the app's own outputs live), sent as ``FileData``; server paths and
@@ -23,6 +24,7 @@ import gradio as gr
 from starlette.middleware import Middleware
 
 from mmsupport.images import SUFFIXES, sniff_format
+from mmsupport.speech import AUDIO_FORMATS, AUDIO_SUFFIXES, sniff_audio
 
 #: Refusal for an input that names a file it did not upload (server path, URL, bare string).
 FILE_REFUSED = ("Files must be uploaded to this app first: POST them to /gradio_api/upload (gradio_client's "
@@ -59,6 +61,8 @@ def _is_text_table(head: bytes) -> bool:
 #: What the chat takes (mmsupport.images decodes it later).
 IMAGE_KIND = Kind("an image in a supported format (PNG, JPEG, WebP or GIF)",
                   SUFFIXES, lambda head: sniff_format(head) is not None)
+#: Voice messages (mmsupport.speech checks the header and decodes them later).
+AUDIO_KIND = Kind(f"an audio recording ({AUDIO_FORMATS})", AUDIO_SUFFIXES, lambda head: sniff_audio(head) is not None)
 #: What the catalog admin tab uploads, accepted only when admin is enabled.
 ADMIN_KINDS = (Kind("a CSV file", frozenset({".csv"}), _is_text_table),
                Kind("a zip file", frozenset({".zip"}), lambda head: head.startswith((b"PK\x03\x04", b"PK\x05\x06"))))
@@ -126,8 +130,9 @@ class UploadCheck:
 
 
 def upload_check(settings) -> Middleware:
-    """The :class:`UploadCheck` for an app with ``settings``: images, plus CSV and zip files when admin is enabled."""
-    kinds = (IMAGE_KIND, *ADMIN_KINDS) if settings.admin_password else (IMAGE_KIND,)
+    """The :class:`UploadCheck` for an app with ``settings``: images, recordings when voice is on, plus CSV and zip
+    files when admin is enabled."""
+    kinds = (IMAGE_KIND, *([AUDIO_KIND] if settings.asr else []), *(ADMIN_KINDS if settings.admin_password else ()))
     return Middleware(UploadCheck, kinds=kinds, max_bytes=int(settings.max_upload_mb * 1024 * 1024))
 
 

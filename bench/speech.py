@@ -1,0 +1,221 @@
+"""Voice questions: word error rate and speed of the bundled Whisper tiny.en on 50 spoken support questions.
+
+Each question is spoken by Debian's espeak-ng (voices and speeds in rotation), transcribed with the app's settings
+(VAD on, the sample catalog's words as hotwords) at int8 (the CPU default) and float32 in one run, on 2 threads.
+Also: the first load of the model, and the time from the end of a recording (the file attached) to the first answer
+token in the chat with an instant scripted model. Writes bench/results/speech.{json,png}.
+
+    python bench/speech.py [--threads 2] [--out bench/results/speech.json]
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO))
+
+from bench.machine import write_result  # noqa: E402
+from mmsupport.config import load_settings  # noqa: E402
+from mmsupport.vlm import VLM  # noqa: E402
+
+QUESTIONS = [
+    "My watch button is flashing red, what does that mean?",
+    "Is this backpack waterproof?",
+    "My parcel arrived but the box was damaged.",
+    "How do I return a jacket that does not fit?",
+    "Do you sell running shoes in blue?",
+    "The zipper on my hoodie broke after a week.",
+    "How long does delivery take to Scotland?",
+    "Can I change the address on my order?",
+    "My headphones will not pair with my phone.",
+    "Is the warranty still valid after one year?",
+    "Do these jeans come in a larger size?",
+    "How do I wash a down jacket?",
+    "The speaker keeps turning itself off.",
+    "Where is my refund?",
+    "Do you have the same boots in black?",
+    "My smartwatch does not charge any more.",
+    "Can I cancel my order before it ships?",
+    "What size should I order if I am between sizes?",
+    "The sole of my sneakers is coming off.",
+    "Do you ship to other countries?",
+    "My earbuds only play sound on one side.",
+    "How much does express shipping cost?",
+    "Is this dress available in red?",
+    "I received the wrong colour, what should I do?",
+    "How do I reset my fitness band?",
+    "Are these sandals good for walking?",
+    "The phone charger gets very hot.",
+    "Can I exchange a gift without a receipt?",
+    "When will the green tote bag be back in stock?",
+    "My order says delivered but I have nothing.",
+    "Does the jacket have a hood?",
+    "How do I track my parcel?",
+    "The heart rate on my watch looks wrong.",
+    "Can I pay when the parcel arrives?",
+    "Is the t-shirt made of cotton?",
+    "My boots leak when it rains.",
+    "How do I update the firmware on my watch?",
+    "Do you have a cheaper backpack for school?",
+    "The strap on my bag snapped.",
+    "What is your return policy for sale items?",
+    "My headset light is blinking blue.",
+    "Can I return shoes I have worn outside?",
+    "Do you offer a student discount?",
+    "The battery on my speaker drains overnight.",
+    "I want to talk to a person about my order.",
+    "Are the hiking boots true to size?",
+    "My package was left at the wrong house.",
+    "Do you sell chargers for the smartwatch?",
+    "The colour of my hoodie faded after washing.",
+    "How do I know if my warranty covers this?",
+]
+VOICES = [("en-gb", 150), ("en-us", 150), ("en-gb-x-rp", 140), ("en-gb-scotland", 160), ("en-gb", 180)]
+
+
+def normalise(text: str) -> list[str]:
+    """Lower-case words, punctuation dropped (hyphens split words)."""
+    return "".join(c if c.isalnum() or c in " '" else " " for c in text.lower()).replace("'", "").split()
+
+
+def edit_distance(reference: list[str], hypothesis: list[str]) -> int:
+    row = list(range(len(hypothesis) + 1))
+    for i, ref in enumerate(reference, 1):
+        previous, row[0] = row[0], i
+        for j, hyp in enumerate(hypothesis, 1):
+            previous, row[j] = row[j], min(row[j] + 1, row[j - 1] + 1, previous + (ref != hyp))
+    return row[-1]
+
+
+def speak(folder: Path) -> list[dict]:
+    clips = []
+    for n, text in enumerate(QUESTIONS):
+        voice, speed = VOICES[n % len(VOICES)]
+        path = folder / f"q{n:02d}.wav"
+        subprocess.run(["espeak-ng", "-v", voice, "-s", str(speed), "-w", str(path), text], check=True)
+        clips.append({"text": text, "voice": f"{voice}@{speed}", "path": path})
+    return clips
+
+
+def measure(asr, clips: list[dict], prompt: str, settings) -> dict:
+    from mmsupport.speech import load_audio
+
+    errors = words = 0
+    audio_s = compute_s = 0.0
+    per_voice: dict[str, list[int]] = {}
+    rows = []
+    for clip in clips:
+        samples = load_audio(clip["path"], max_seconds=settings.max_audio_seconds, max_mb=settings.max_upload_mb)
+        started = time.perf_counter()
+        transcript = asr.transcribe_audio(samples, prompt=prompt)
+        compute_s += time.perf_counter() - started
+        audio_s += transcript.duration_s
+        reference, hypothesis = normalise(clip["text"]), normalise(transcript.text)
+        wrong = edit_distance(reference, hypothesis)
+        errors, words = errors + wrong, words + len(reference)
+        per_voice.setdefault(clip["voice"], [0, 0])
+        per_voice[clip["voice"]][0] += wrong
+        per_voice[clip["voice"]][1] += len(reference)
+        rows.append({"reference": clip["text"], "heard": transcript.text, "voice": clip["voice"], "errors": wrong})
+    return {"wer": round(errors / words, 4), "rtf": round(compute_s / audio_s, 4), "audio_s": round(audio_s, 1),
+            "compute_s": round(compute_s, 2),
+            "wer_by_voice": {voice: round(e / w, 4) for voice, (e, w) in per_voice.items()}, "clips": rows}
+
+
+class InstantVLM(VLM):
+    """A model that answers at once, so the figure is the voice and retrieval path alone."""
+
+    name = "instant"
+
+    def stream(self, messages, **kwargs):
+        yield "The best match is [A001]."
+
+
+def first_answer_token(settings, catalog, clip: Path, runs: int = 5) -> dict:
+    """From the recording attached (end of recording) to the first answer piece, through the chat handlers."""
+    from mmsupport.app.chat import Chat
+    from mmsupport.app.resources import Resources
+    from mmsupport.feedback import FeedbackLog
+
+    resources = Resources(settings, vlm=InstantVLM(), catalog=catalog)
+    chat = Chat(settings, resources, FeedbackLog(Path(tempfile.mkdtemp()) / "feedback.jsonl"))
+    resources.asr()  # loaded, as after the first voice message
+    times = []
+    for _ in range(runs + 1):
+        message = {"text": "", "files": [str(clip)]}
+        started = time.perf_counter()
+        _, uploads, _ = chat.attach(message, {})
+        history, _, _, uploads = chat.add_message(message, [], uploads)
+        for outputs in chat.respond(history, "hybrid", 5, "All", [], uploads):
+            if outputs[0][-1]["role"] == "assistant" and not outputs[0][-1].get("metadata"):
+                times.append(time.perf_counter() - started)
+                break
+    times = times[1:]  # the first run warms the caches
+    return {"p50_s": round(statistics.median(times), 3), "max_s": round(max(times), 3), "runs": runs}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--out", type=Path, default=REPO / "bench" / "results" / "speech.json")
+    args = parser.parse_args()
+
+    started = time.perf_counter()
+    from mmsupport.speech import WhisperASR
+
+    int8 = WhisperASR(load_settings().asr_model, compute_type="int8", cpu_threads=args.threads)
+    first_load_s = time.perf_counter() - started
+
+    folder = Path(tempfile.mkdtemp())
+    settings = load_settings(db_dir=folder / "db")
+    from mmsupport.catalog import ensure_sample_catalog
+    from mmsupport.speech import catalog_prompt
+
+    catalog = ensure_sample_catalog(settings)
+    prompt = catalog_prompt(catalog)
+    clips = speak(folder)
+    float32 = WhisperASR(settings.asr_model, compute_type="float32", cpu_threads=args.threads)
+    results = {"int8": measure(int8, clips, prompt, settings), "float32": measure(float32, clips, prompt, settings),
+               "int8_without_catalog_words": measure(int8, clips, "", settings)}
+    latency = first_answer_token(settings, catalog, clips[0]["path"])
+    result = {"model": settings.asr_model.split("site-packages/")[-1], "threads": args.threads,
+              "questions": len(clips), "voices": [f"{v}@{s}" for v, s in VOICES], "prompt": prompt,
+              "first_load_s": round(first_load_s, 3), "end_of_recording_to_first_token": latency,
+              "bars": {"wer_max": 0.10, "rtf_max": 0.3}, **results}
+    write_result(args.out, result)
+    plot(result, args.out.with_suffix(".png"))
+    for name in results:
+        print(f"{name}: WER {results[name]['wer']:.3f}  RTF {results[name]['rtf']:.3f}")
+    print(f"first load {first_load_s:.2f} s; end of recording to first token p50 {latency['p50_s']:.2f} s")
+
+
+def plot(result: dict, path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    names = ["int8", "float32", "int8_without_catalog_words"]
+    fig, (left, right) = plt.subplots(1, 2, figsize=(11, 4))
+    left.bar(["int8", "float32", "int8, no hotwords"], [result[n]["wer"] for n in names], color="#4f46e5")
+    left.axhline(result["bars"]["wer_max"], color="#dc2626", linestyle="--", label="bar 10%")
+    left.set_title("Word error rate, 50 spoken questions")
+    left.legend()
+    voices = list(result["int8"]["wer_by_voice"])
+    right.bar(voices, [result["int8"]["wer_by_voice"][v] for v in voices], color="#0d9488")
+    right.set_title(f"int8 WER by espeak-ng voice (RTF int8 {result['int8']['rtf']:.2f}, "
+                    f"float32 {result['float32']['rtf']:.2f})")
+    right.tick_params(axis="x", rotation=30)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+
+
+if __name__ == "__main__":
+    main()
