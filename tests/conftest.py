@@ -157,3 +157,18 @@ def ui_server(tmp_path_factory, sample_catalog_settings):
     yield SimpleNamespace(url=f"http://127.0.0.1:{port}", settings=settings, root=root, demo=demo,
                           admin_password=settings.admin_password, catalog=demo.resources.wait_for_catalog)
     demo.close()
+
+
+@pytest.fixture(scope="session")
+def postgres_server():
+    """A real PostgreSQL 15 server on 127.0.0.1 for the whole run (tests/postgres.py); tests using it are slow."""
+    import postgres
+
+    reason = postgres.missing()
+    if reason:
+        pytest.skip(reason)
+    server = postgres.PostgresServer()
+    server.start()
+    yield server
+    server.stop()
+    server.remove()
