@@ -23,6 +23,7 @@ COMMANDS = {
     "eval retrieval": "eval_retrieval",
     "chat": "chat",
     "eval agent": "eval_agent",
+    "report": "report",
 }
 
 
