@@ -2,8 +2,8 @@
 
 Figures per variant (see :func:`build_report`): sessions, turns; seconds to the first streamed token and to the full
 answer (p50/p90 over turns); resolution rate, hand-off rate (sessions with a ticket), no-match rate (turns), thumbs-up
-share (votes), CSAT mean and distribution (each session's last rating) — rates with 95% Wilson intervals, the CSAT mean
-with a 95% t interval. Every other variant is tested against the control: chi-square (the two-proportion z-test) for
+share (votes), CSAT mean and distribution (each session's last rating) — rates with 95% Wilson intervals, the CSAT
+mean with a 95% t interval. Every other variant is tested against the control: chi-square (the two-proportion z-test) for
 rates, Mann–Whitney for times and ratings. Sessions are also grouped by their weakest retrieval (lowest
 ``turns.top_score``), to see below which confidence the assistant stops resolving and a person should take over.
 
@@ -15,6 +15,7 @@ Rendering (HTML with plots) is in :mod:`mmsupport.report_html`.
 
 from __future__ import annotations
 
+import itertools
 import math
 from collections import defaultdict
 from dataclasses import dataclass, field
@@ -220,17 +221,17 @@ def verdict(name: str, control_name: str, control: list[Session], other: list[Se
         have = min(len(control), len(other))
         if needed > have:
             said.append(f"resolution: not enough data: about {needed - have} more sessions per variant to detect "
-                        f"a {DETECTABLE_DIFFERENCE:.0%} difference")
+                        f"a {DETECTABLE_DIFFERENCE * 100:.0f}-point difference")
         else:
-            said.append(f"resolution: no difference of {DETECTABLE_DIFFERENCE:.0%} or more between {name} and "
-                        f"{control_name} (p = {resolution['p_value']:.2g}, {have} sessions each)")
+            said.append(f"resolution: no difference of {DETECTABLE_DIFFERENCE * 100:.0f} points or more between "
+                        f"{name} and {control_name} (p = {resolution['p_value']:.2g}, {have} sessions each)")
     return "; ".join(said) or f"{name}: no data to compare with {control_name}"
 
 
 def confidence_buckets(sessions: list[Session]) -> list[dict]:
     """Resolution, CSAT and hand-off by each session's weakest retrieval (lowest top_score), all variants."""
     groups: dict[str, list[Session]] = defaultdict(list)
-    labels = [f"{low:.1f}-{high:.1f}" for low, high in zip(CONFIDENCE_EDGES, CONFIDENCE_EDGES[1:])]
+    labels = [f"{low:.1f}-{high:.1f}" for low, high in itertools.pairwise(CONFIDENCE_EDGES)]
     for session in sessions:
         score = session.weakest_retrieval
         if score is None:

@@ -33,12 +33,12 @@ def _grouped_bars(axes, groups: list[str], series: dict[str, tuple[list, list | 
         errors = _error_bars(values, intervals) if intervals else None
         axes.bar(positions, heights, width, yerr=errors, capsize=3, label=name)
     axes.set_xticks(np.arange(len(groups)), groups)
-    axes.legend(fontsize="small")
+    axes.legend(fontsize="small", loc="upper left", bbox_to_anchor=(1.01, 1.0))  # beside the plot, never on a bar
 
 
 def rates_figure(report: dict) -> Figure:
     """Resolution, hand-off, no-match and thumbs-up rates per variant, with 95% intervals."""
-    figure = Figure(figsize=(8, 3.8), layout="constrained")
+    figure = Figure(figsize=(9, 3.8), layout="constrained")
     axes = figure.subplots()
     variants = report["variants"]
     _grouped_bars(axes, [_RATE_LABELS[name] for name in RATES], {
@@ -52,7 +52,7 @@ def rates_figure(report: dict) -> Figure:
 
 def frt_figure(report: dict) -> Figure:
     """Seconds to the first streamed token and to the full answer, p50 and p90, per variant."""
-    figure = Figure(figsize=(8, 3.6), layout="constrained")
+    figure = Figure(figsize=(9, 3.6), layout="constrained")
     axes = figure.subplots()
     keys = ["frt_first_token_p50_s", "frt_first_token_p90_s", "frt_answer_p50_s", "frt_answer_p90_s"]
     labels = ["first token p50", "first token p90", "full answer p50", "full answer p90"]
@@ -65,7 +65,7 @@ def frt_figure(report: dict) -> Figure:
 
 def csat_figure(report: dict) -> Figure:
     """The share of each 1-5 rating per variant (the mean in the legend)."""
-    figure = Figure(figsize=(8, 3.6), layout="constrained")
+    figure = Figure(figsize=(9, 3.6), layout="constrained")
     axes = figure.subplots()
     series = {}
     for variant, figures in report["variants"].items():
@@ -82,7 +82,7 @@ def csat_figure(report: dict) -> Figure:
 
 def confidence_figure(report: dict) -> Figure:
     """Resolution and hand-off by the session's weakest retrieval score, with the number of sessions per bucket."""
-    figure = Figure(figsize=(8, 3.8), layout="constrained")
+    figure = Figure(figsize=(9, 3.8), layout="constrained")
     axes = figure.subplots()
     buckets = report["confidence_buckets"]
     labels = [f"{row['bucket']}\n(n={row['sessions']})" for row in buckets]
@@ -166,8 +166,8 @@ img{max-width:100%;display:block;margin:1rem 0}li{margin:.3rem 0}"""
 
 def render_html(report: dict) -> str:
     """The whole report as one HTML page."""
-    verdicts = "".join(f"<li>{html.escape(text)}</li>" for text in report["verdicts"].values()) or \
-        "<li>Only one variant: nothing to compare.</li>"
+    verdicts = "".join(f"<li>{html.escape(part)}</li>" for text in report["verdicts"].values()
+                       for part in text.split("; ")) or "<li>Only one variant: nothing to compare.</li>"
     plots = "".join(f'<img alt="{function.__doc__.splitlines()[0]}" src="data:image/png;base64,'
                     f'{base64.b64encode(png(function(report))).decode()}">' for function in FIGURES)
     since = f" since {html.escape(report['since'])}" if report["since"] else ""

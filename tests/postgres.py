@@ -47,7 +47,8 @@ class PostgresServer:
         command = [str(part) for part in command]
         if os.geteuid() == 0:
             command = ["runuser", "-u", "nobody", "--", *command]
-        result = subprocess.run(command, capture_output=True, text=True, cwd=self.root, timeout=120)
+        result = subprocess.run(command, capture_output=True, text=True, cwd=self.root, timeout=120,
+                                check=False)
         if result.returncode != 0:
             raise RuntimeError(f"{' '.join(command)} failed:\n{result.stdout}\n{result.stderr}")
 

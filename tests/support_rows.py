@@ -13,12 +13,17 @@ import secrets
 from mmsupport.store import ConversationStore
 
 
+#: Each variant's chance that its shopper marks a session solved, so the variants differ.
+SOLVED = {"control": 0.55, "fts": 0.75}
+
+
 def fill(store: ConversationStore, sessions: int = 120, seed: int = 7,
-         variants: dict[str, float] = {"control": 0.55, "fts": 0.75}) -> list[dict]:
+         variants: dict[str, float] | None = None) -> list[dict]:
     """Write ``sessions`` generated sessions; returns one dict per session with everything written for it.
 
-    ``variants`` maps each variant to the chance its shopper marks a session solved, so the variants differ.
+    ``variants`` maps each variant to the chance its shopper marks a session solved (default :data:`SOLVED`).
     """
+    variants = variants or SOLVED
     rng = random.Random(seed)
     written = []
     for _ in range(sessions):

@@ -10,12 +10,12 @@ from datetime import timedelta
 
 import pytest
 from scipy import stats
+from support_rows import fill
 
 from mmsupport import store as st
 from mmsupport.__main__ import main
 from mmsupport.report import build_report
 from mmsupport.store import ConversationStore
-from support_rows import fill
 
 BACKENDS = ["sqlite", pytest.param("postgresql", marks=pytest.mark.slow)]
 
@@ -107,7 +107,7 @@ def test_the_verdict_names_a_clear_winner_and_asks_for_more_data_otherwise(tmp_p
     store = ConversationStore(f"sqlite:///{tmp_path}/small.db")
     fill(store, sessions=12, variants={"control": 0.5, "fts": 0.5})
     verdict = build_report(store.engine)["verdicts"]["fts"]
-    assert "not enough data: about" in verdict and "more sessions per variant to detect a 5% difference" in verdict
+    assert "not enough data: about" in verdict and "more sessions per variant to detect a 5-point difference" in verdict
     needed = int(verdict.split("about ")[1].split()[0])
     assert 500 < needed < 2000  # about 1,500 per arm for 50% vs 55% at 80% power
 

@@ -33,16 +33,18 @@ def parse_since(text: str | None) -> datetime | None:
     return moment.replace(tzinfo=timezone.utc) if moment.tzinfo is None else moment.astimezone(timezone.utc)
 
 
+def _shown(value, form: str) -> str:
+    return "-" if value is None else format(value, form)
+
+
 def _summary(report: dict) -> str:
     lines = [f"control: {report['control']}"]
-    for name, figures in report["variants"].items():
-        rate = lambda key: f"{figures[key]:.1%}" if figures[key] is not None else "-"  # noqa: E731
-        seconds = lambda key: f"{figures[key]:.2f}s" if figures[key] is not None else "-"  # noqa: E731
-        csat = f"{figures['csat_mean']:.2f}" if figures["csat_mean"] is not None else "-"
-        lines.append(f"{name}: {figures['sessions']} sessions, {figures['turns']} turns, "
-                     f"FRT p50 {seconds('frt_first_token_p50_s')} / answer {seconds('frt_answer_p50_s')}, "
-                     f"resolved {rate('resolution_rate')}, hand-off {rate('handoff_rate')}, "
-                     f"no match {rate('no_match_rate')}, thumbs up {rate('thumbs_up_share')}, CSAT {csat}")
+    for name, f in report["variants"].items():
+        lines.append(f"{name}: {f['sessions']} sessions, {f['turns']} turns, "
+                     f"FRT p50 {_shown(f['frt_first_token_p50_s'], '.2f')}s / answer "
+                     f"{_shown(f['frt_answer_p50_s'], '.2f')}s, resolved {_shown(f['resolution_rate'], '.1%')}, "
+                     f"hand-off {_shown(f['handoff_rate'], '.1%')}, no match {_shown(f['no_match_rate'], '.1%')}, "
+                     f"thumbs up {_shown(f['thumbs_up_share'], '.1%')}, CSAT {_shown(f['csat_mean'], '.2f')}")
     lines += [f"verdict {name}: {text}" for name, text in report["verdicts"].items()]
     return "\n".join(lines)
 
