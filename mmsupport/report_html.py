@@ -33,7 +33,8 @@ def _grouped_bars(axes, groups: list[str], series: dict[str, tuple[list, list | 
         errors = _error_bars(values, intervals) if intervals else None
         axes.bar(positions, heights, width, yerr=errors, capsize=3, label=name)
     axes.set_xticks(np.arange(len(groups)), groups)
-    axes.legend(fontsize="small", loc="upper left", bbox_to_anchor=(1.01, 1.0))  # beside the plot, never on a bar
+    if series:
+        axes.legend(fontsize="small", loc="upper left", bbox_to_anchor=(1.01, 1.0))  # beside the plot, not on a bar
 
 
 def rates_figure(report: dict) -> Figure:
@@ -169,7 +170,8 @@ def render_html(report: dict) -> str:
     verdicts = "".join(f"<li>{html.escape(part)}</li>" for text in report["verdicts"].values()
                        for part in text.split("; ")) or "<li>Only one variant: nothing to compare.</li>"
     plots = "".join(f'<img alt="{function.__doc__.splitlines()[0]}" src="data:image/png;base64,'
-                    f'{base64.b64encode(png(function(report))).decode()}">' for function in FIGURES)
+                    f'{base64.b64encode(png(function(report))).decode()}">' for function in FIGURES) \
+        if report["variants"] else "<p>No sessions in the store yet.</p>"
     since = f" since {html.escape(report['since'])}" if report["since"] else ""
     return (f"<!doctype html><html><head><meta charset='utf-8'><title>Support report</title><style>{_STYLE}"
             f"</style></head><body><h1>Support report{since}</h1>"

@@ -139,3 +139,11 @@ def test_the_cli_prints_the_json_shape_and_writes_html(tmp_path, capsys):
     assert page.count("data:image/png;base64,") == 4 and "Verdict" in page
     assert main(["report", "--db-url", url, "--since", "yesterday"]) == 2
     assert "--since 'yesterday' is not a date" in capsys.readouterr().err
+
+
+def test_an_empty_store_says_so(tmp_path, capsys):
+    url = f"sqlite:///{tmp_path}/empty.db"
+    html = tmp_path / "report.html"
+    assert main(["report", "--db-url", url, "--html", str(html)]) == 0
+    assert capsys.readouterr().out.strip() == "no sessions in the store"
+    assert "No sessions in the store yet." in html.read_text() and "data:image/png" not in html.read_text()

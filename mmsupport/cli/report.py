@@ -38,6 +38,8 @@ def _shown(value, form: str) -> str:
 
 
 def _summary(report: dict) -> str:
+    if not report["variants"]:
+        return "no sessions in the store" + (f" since {report['since']}" if report["since"] else "")
     lines = [f"control: {report['control']}"]
     for name, f in report["variants"].items():
         lines.append(f"{name}: {f['sessions']} sessions, {f['turns']} turns, "
