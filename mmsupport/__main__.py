@@ -27,6 +27,7 @@ COMMANDS = {
     "forget": "forget",
     "purge": "purge",
     "transcribe": "transcribe",
+    "report": "report",
 }
 
 

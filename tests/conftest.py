@@ -158,3 +158,31 @@ def ui_server(tmp_path_factory, sample_catalog_settings):
     yield SimpleNamespace(url=f"http://127.0.0.1:{port}", settings=settings, root=root, demo=demo,
                           admin_password=settings.admin_password, catalog=demo.resources.wait_for_catalog)
     demo.close()
+
+
+_POSTGRES_SERVERS = []
+
+
+@pytest.fixture(scope="session")
+def postgres_server():
+    """A real PostgreSQL 15 server on 127.0.0.1 for the whole run (tests/postgres.py); tests using it are slow.
+
+    It is stopped at the end of the run (:func:`pytest_sessionfinish`), not in a fixture teardown, which would run
+    inside whichever test came last, quick ones included.
+    """
+    import postgres
+
+    reason = postgres.missing()
+    if reason:
+        pytest.skip(reason)
+    server = postgres.PostgresServer()
+    _POSTGRES_SERVERS.append(server)
+    server.start()
+    return server
+
+
+def pytest_sessionfinish(session):
+    while _POSTGRES_SERVERS:
+        server = _POSTGRES_SERVERS.pop()
+        server.stop()
+        server.remove()

@@ -1,4 +1,4 @@
-"""The four workbench notebooks run top to bottom on a tiny offline model and the sample data (nbclient).
+"""The workbench notebooks run top to bottom on a tiny offline model and the sample data (nbclient).
 
 Each notebook's cell tagged ``parameters`` is followed by an injected cell with the fast CI values, as papermill does.
 Outputs stay out of git: every committed notebook must have empty outputs.
@@ -43,7 +43,7 @@ def has_plot(notebook) -> bool:
 def test_committed_notebooks_have_no_outputs():
     names = sorted(path.name for path in NOTEBOOKS.glob("*.ipynb"))
     assert names == ["01_label_catalog.ipynb", "02_clean_and_index.ipynb", "03_evaluate_retrieval.ipynb",
-                     "04_finetune_lora.ipynb"]
+                     "04_finetune_lora.ipynb", "05_support_report.ipynb"]
     for name in names:
         for cell in nbformat.read(NOTEBOOKS / name, as_version=4).cells:
             if cell.cell_type == "code":
@@ -104,3 +104,18 @@ def test_04_finetune_lora(tiny_vlm_dir, tmp_path):
         "OUT": str(tmp_path / "adapter")}, tmp_path)
     assert (tmp_path / "adapter" / "adapter_config.json").is_file()
     assert "held-out loss" in outputs(notebook) and has_plot(notebook)
+
+
+@pytest.mark.notebook
+def test_05_support_report(tmp_path):
+    from support_rows import fill
+
+    from mmsupport.store import ConversationStore
+
+    url = f"sqlite:///{tmp_path}/conversations.db"
+    written = fill(ConversationStore(url), sessions=60)
+    notebook = run_notebook("05_support_report.ipynb", {"DB_URL": url, "HTML_OUT": str(tmp_path / "report.html")},
+                            tmp_path)
+    text = outputs(notebook)
+    assert f"{len(written)} sessions in 2 variants" in text and "verdict fts:" in text and has_plot(notebook)
+    assert "data:image/png;base64," in (tmp_path / "report.html").read_text()
