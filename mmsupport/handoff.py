@@ -36,18 +36,21 @@ logger = logging.getLogger(__name__)
 REASONS = ("asked", "no_match", "thumbs_down", "repeated")
 #: A ticket reference as the shopper is shown it (``H-YYYYMMDD-XXXXXX``).
 REFERENCE = re.compile(r"\bH-\d{8}-[0-9A-F]{6}\b", re.I)
-#: How alike two questions must read (difflib ratio of their normalised words) to count as the same question.
+#: How alike two questions must read (difflib ratio of their lists of lower-case words) to count as the same one.
 REPEAT_RATIO = 0.85
+#: How alike two words must be spelled to count as the same word ("jaket", "jacket").
+TYPO_RATIO = 0.8
 #: Fewest words a question needs before a repeat of it counts ("hi", "and red?" may well come twice).
 REPEAT_MIN_WORDS = 3
 
 
-def _words(text: str) -> str:
-    return " ".join(re.findall(r"[a-z0-9]+", text.lower()))
+def _words(text: str) -> list[str]:
+    return re.findall(r"[a-z0-9]+", text.lower())
 
 
 def repeats(text: str, earlier: Sequence[str]) -> bool:
-    """Whether ``text`` asks again one of the ``earlier`` questions (same words, nearly the same order).
+    """Whether ``text`` asks again one of the ``earlier`` questions (nearly the same words, typos allowed, in
+    nearly the same order).
 
     >>> repeats("Where is my ORDER #123?", ["where is my order 123"])
     True
@@ -55,9 +58,13 @@ def repeats(text: str, earlier: Sequence[str]) -> bool:
     False
     """
     words = _words(text)
-    if len(words.split()) < REPEAT_MIN_WORDS:
+    if len(words) < REPEAT_MIN_WORDS:
         return False
-    return any(difflib.SequenceMatcher(None, words, _words(other)).ratio() >= REPEAT_RATIO for other in earlier)
+    for other in map(_words, earlier):
+        spelled = [next(iter(difflib.get_close_matches(word, other, n=1, cutoff=TYPO_RATIO)), word) for word in words]
+        if difflib.SequenceMatcher(None, spelled, other).ratio() >= REPEAT_RATIO:
+            return True
+    return False
 
 
 def item_summary(item) -> dict:
@@ -85,7 +92,8 @@ class Handoff(ABC):
         """Open a hand-off for ``conversation`` and return its reference, which the shopper is shown.
 
         ``conversation``: ``{"role", "content"}`` messages with text content, oldest first, ending with the
-        shopper's request; a message may carry ``"photos"`` (paths, bytes or PIL images). ``reason`` is one of
+        shopper's request; a message may carry ``"photos"`` (paths, bytes or PIL images) or, for photos already
+        recorded, ``"images"`` (their SHA-256). ``reason`` is one of
         :data:`REASONS`, ``items`` the retrieved items (:func:`item_summary`).
 
         Raises :class:`~mmsupport.errors.MMSupportError` when the request could not be passed on."""
@@ -141,8 +149,9 @@ class StoreHandoff(Handoff):
                 except OSError as error:  # a temporary upload gone since: the ticket goes without it
                     logger.warning("hand-off: a photo of the conversation could not be read: %s", error)
             photos += data
+            hashes = [*message.get("images", ()), *(image_hash(d) for d in data)]
             transcript.append({"role": message["role"], "content": message.get("content", ""),
-                               **({"images": [image_hash(d) for d in data]} if data else {})})
+                               **({"images": hashes} if hashes else {})})
         reference = store.open_ticket(self.session_id, reason=reason, transcript=transcript, items=list(items),
                                       variant=self.variant, channel=self.channel, photos=photos)
         if self.webhook is not None:

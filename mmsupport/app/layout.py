@@ -7,6 +7,7 @@ desktop the items, search settings and examples form the right-hand column.
 
 from __future__ import annotations
 
+import secrets
 from pathlib import Path
 
 import gradio as gr
@@ -14,7 +15,9 @@ import gradio as gr
 from mmsupport.app.admin import Admin
 from mmsupport.app.api import Api
 from mmsupport.app.chat import Chat
+from mmsupport.app.desk import Desk
 from mmsupport.app.resources import Resources
+from mmsupport.app.tickets import POLL_SECONDS, Tickets, open_store
 from mmsupport.app.uploads import check_inputs, upload_check
 from mmsupport.config import SAMPLE_DATA_DIR, SEARCH_MODES, Settings, load_settings
 from mmsupport.feedback import FeedbackLog
@@ -35,6 +38,7 @@ CSS = """
 #status.ready, #cite-target {display: none}
 #message-error {color: #b91c1c; font-size: 0.9em}
 #chat img {max-height: 220px; width: auto}
+#talk-to-person {align-self: flex-start; min-height: 44px; width: auto; flex: none}
 #items .caption-label {position: static; white-space: normal; font-size: 0.8em; max-width: none;
   background: none; color: var(--body-text-color); padding: 4px 2px; text-align: left}
 #items:not(:has(.thumbnail-item)) {display: none}
@@ -126,6 +130,7 @@ def _assistant(settings: Settings) -> dict:
             textbox = gr.MultimodalTextbox(
                 placeholder="Type a question, or add a product photo…", show_label=False,
                 file_types=["image"], file_count="single", sources=["upload"], elem_id="message")
+            talk = gr.Button("Talk to a person", variant="secondary", size="md", elem_id="talk-to-person")
         with gr.Column(scale=2, min_width=300):
             gallery = gr.Gallery(label="Items we found (tap one to ask about it)", elem_id="items", columns=2,
                                  height="auto", allow_preview=False, object_fit="contain", interactive=False)
@@ -139,31 +144,35 @@ def _assistant(settings: Settings) -> dict:
             gr.Examples(label="Try", examples=_examples(), inputs=textbox, examples_per_page=4)
     cite = gr.Textbox(elem_id="cite-target", show_label=False, container=False)
     return dict(chatbot=chatbot, error=error, textbox=textbox, gallery=gallery, details=details, mode=mode, k=k,
-                category=category, cite=cite)
+                category=category, cite=cite, talk=talk)
 
 
-def _wire(chat: Chat, c: dict, turns: gr.State, items: gr.State, uploads: gr.State) -> None:
-    """Connect the shopper's components to the chat handlers."""
+def _wire(chat: Chat, tickets: Tickets, c: dict, s: dict) -> None:
+    """Connect the shopper's components to the chat and hand-off handlers (``s``: the page's states)."""
     chatbot, textbox, gallery = c["chatbot"], c["textbox"], c["gallery"]
-    answer_outputs = [chatbot, gallery, items, turns]
+    turns, items, uploads, following, poll = s["turns"], s["items"], s["uploads"], s["following"], s["poll"]
+    answer_outputs = [chatbot, gallery, items, turns, following, poll]
     answering = {"api_visibility": "private", "concurrency_id": "turn", "show_progress_on": chatbot}
-    answer_inputs = [chatbot, c["mode"], c["k"], c["category"], turns, uploads]
+    answer_inputs = [chatbot, c["mode"], c["k"], c["category"], turns, uploads, s["session_id"], following]
     private = {"api_visibility": "private"}
     textbox.change(chat.attach, [textbox, uploads], [textbox, uploads, c["error"]], queue=False,
                    show_progress="hidden", **private)
     textbox.submit(chat.add_message, [textbox, chatbot, uploads], [chatbot, textbox, c["error"], uploads],
                    show_progress="hidden", **private).success(
         chat.waiting, chatbot, None, queue=False, show_progress="hidden", **private).success(
-        chat.respond, answer_inputs, answer_outputs, **answering)
+        tickets.respond, answer_inputs, answer_outputs, **answering)
     chatbot.retry(chat.retry, [chatbot, turns], [chatbot, gallery, items], **private).success(
-        chat.respond, answer_inputs, answer_outputs, **answering)
+        tickets.respond, answer_inputs, answer_outputs, **answering)
     chatbot.undo(chat.undo, [chatbot, turns], [chatbot, turns, textbox, gallery, items], **private)
     chatbot.clear(chat.clear, outputs=[chatbot, gallery, items, turns, c["details"], c["error"]], **private)
     chatbot.like(chat.vote, turns, None, **private)
     gallery.select(chat.ask_about, [items, chatbot], [chatbot, c["details"]], **private).success(
-        chat.respond, answer_inputs, answer_outputs, **answering)
+        tickets.respond, answer_inputs, answer_outputs, **answering)
     c["cite"].change(chat.show_cited, [c["cite"], turns], [gallery, items, c["details"]], show_progress="hidden",
                     **private)
+    c["talk"].click(tickets.talk, [chatbot, turns, s["session_id"], following], [chatbot, following, poll], **private)
+    chatbot.like(tickets.vote, [chatbot, turns, s["downs"]], [chatbot, turns, s["downs"]], **private)
+    poll.tick(tickets.poll, [chatbot, following], [chatbot, following, poll], show_progress="hidden", **private)
 
 
 def build_demo(settings: Settings | None = None, *, vlm: VLM | None = None, catalog=None) -> SupportApp:
@@ -171,28 +180,38 @@ def build_demo(settings: Settings | None = None, *, vlm: VLM | None = None, cata
 
     The catalog (built from the sample data on first start) and the VLM load in the background, so the page is up
     at once; pass ``vlm`` and/or ``catalog`` to use ready ones (tests pass a scripted model). The catalog admin tab
-    exists only when ``settings.admin_password`` is set.
+    exists only when ``settings.admin_password`` is set, the support desk tab when it or ``settings.desk_password``
+    is.
     """
     settings = settings or load_settings()
     resources = Resources(settings, vlm=vlm, catalog=catalog)
     chat = Chat(settings, resources, FeedbackLog(settings.feedback_path))
     admin = Admin(settings, resources)
+    store = open_store(settings)
+    tickets = Tickets(chat, store)
+    desk = Desk(settings, store, sessions=None if settings.desk_password else admin.sessions)
     image_dirs = [(SAMPLE_DATA_DIR / "images").resolve(), admin.images_dir]
 
     with SupportApp(settings, image_dirs, title="mmsupport: shopping & support assistant") as demo:
         turns, items, uploads = gr.State([]), gr.State([]), gr.State({})
+        states = dict(turns=turns, items=items, uploads=uploads, session_id=gr.State(lambda: secrets.token_hex(16)),
+                      following=gr.State(None), downs=gr.State([]), poll=gr.Timer(POLL_SECONDS, active=False))
         gr.Markdown("## Ask about a product, or show us a photo", elem_id="title")
         status = gr.Markdown(elem_id="status", elem_classes=["ready"])
         timer = gr.Timer(1.0)
-        if settings.admin_password:
+        if settings.admin_password or settings.desk_password:
             with gr.Tabs():
                 with gr.Tab("Assistant"):
                     c = _assistant(settings)
-                with gr.Tab("Catalog admin"):
-                    admin.tab(c["category"])
+                if settings.admin_password:
+                    with gr.Tab("Catalog admin"):
+                        admin.tab(c["category"])
+                with gr.Tab("Support desk"):
+                    desk.tab()
         else:
             c = _assistant(settings)
         Api(chat).register()
+        tickets.register_api()
 
         def refresh_status():
             """The status line and, once the catalog is open, the category choices; the timer stops when loaded."""
@@ -209,7 +228,7 @@ def build_demo(settings: Settings | None = None, *, vlm: VLM | None = None, cata
         timer.tick(refresh_status, outputs=status_outputs, api_visibility="private", show_progress="hidden")
         c["category"].focus(refresh_categories, outputs=c["category"], api_visibility="private",
                             show_progress="hidden")
-        _wire(chat, c, turns, items, uploads)
+        _wire(chat, tickets, c, states)
     demo.resources = resources
     demo.queue(default_concurrency_limit=2, max_size=64)
     return demo
