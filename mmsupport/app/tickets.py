@@ -113,6 +113,8 @@ class Tickets:
     def vote(self, history: list[dict], turns: list[dict], downs: list[int], like: gr.LikeData):
         """Thumbs-down on two different answers in a row: offer a person (a yes opens a ticket, reason thumbs_down)."""
         index = like.index[0] if isinstance(like.index, (list, tuple)) else like.index
+        if not any(t["first"] <= index <= t["last"] for t in turns):  # not an answer of the assistant's
+            return gr.skip(), gr.skip(), gr.skip()
         if like.liked is not False:
             return gr.skip(), gr.skip(), []
         downs = downs if index in downs else [*downs, index]
