@@ -158,7 +158,7 @@ def test_staff_claim_reply_and_close_and_the_shopper_page_follows(page):
     assert shown[-1]["role"] == "user" and len(turns_after) == len(turns)
     page.desk.reply(reference, "We have the Trail runner in 44, shall I reserve one?", token)
     history, following, _ = page.tickets.poll(shown, following)
-    assert history[-1]["content"] == "**Sam** (support): We have the Trail runner in 44, shall I reserve one?"
+    assert history[-1]["content"] == "**Sam from support:** We have the Trail runner in 44, shall I reserve one?"
     assert "It's for trail running" in page.desk.show(reference, token)[0]
     assert page.tickets.poll(history, following)[0] == gr.skip()  # each reply is shown once
 
@@ -183,7 +183,7 @@ def test_a_shopper_who_types_their_reference_sees_the_staff_replies(page):
     page.session_id = secrets.token_hex(16)  # another day, another page
     shown, turns, back = send(page, f"hi, my reference is {following['reference'].lower()}")
     assert "Sam from support is looking after it" in shown[-2]["content"]
-    assert shown[-1]["content"] == "**Sam** (support): Yes, in blue and black."
+    assert shown[-1]["content"] == "**Sam from support:** Yes, in blue and black."
     assert back["reference"] == following["reference"] and turns == []
     assert page.tickets.api_ticket(following["reference"])["replies"][0]["text"] == "Yes, in blue and black."
     with pytest.raises(gr.Error, match="no ticket"):

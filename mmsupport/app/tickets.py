@@ -147,7 +147,7 @@ class Tickets:
         found = REFERENCE.search(text)
         named = self._ticket(found.group(0).upper()) if found else None
         if named is not None:
-            replies = [_say(f"**{views.escape(m['author'])}** (support): {views.escape(m['text'])}")
+            replies = [_say(f"**{views.escape(m['author'])} from support:** {views.escape(m['text'])}")
                        for m in _staff(named)]
             intro = _say(f"Your request {named['reference']}: {_status(named)}."
                          + (" Here is what the team wrote:" if replies else ""))
@@ -189,7 +189,7 @@ class Tickets:
         said = []
         if ticket["claimed_by"] and ticket["claimed_by"] != following["claimed_by"]:
             said.append(_say(f"*{views.escape(ticket['claimed_by'])} from support joined the chat.*"))
-        said += [_say(f"**{views.escape(m['author'])}** (support): {views.escape(m['text'])}")
+        said += [_say(f"**{views.escape(m['author'])} from support:** {views.escape(m['text'])}")
                  for m in _staff(ticket) if m["id"] > following["seen"]]
         if ticket["status"] == "closed":
             said.append(_say(f"*{views.escape(ticket['claimed_by'] or 'Support')} closed this conversation "
