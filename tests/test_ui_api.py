@@ -1,4 +1,5 @@
-"""The app's named API (/chat, /search) through gradio_client against a real server, and the README's example."""
+"""The app's named API (/chat, /search; /handoff and /ticket are in test_handoff_desk.py) through gradio_client
+against a real server, and the README's example."""
 
 import re
 
@@ -18,8 +19,9 @@ def client(ui_server):
     return Client(ui_server.url, verbose=False)
 
 
-def test_only_chat_and_search_are_public(client):
-    assert sorted(client.view_api(print_info=False, return_format="dict")["named_endpoints"]) == ["/chat", "/search"]
+def test_only_chat_search_handoff_and_ticket_are_public(client):
+    assert sorted(client.view_api(print_info=False, return_format="dict")["named_endpoints"]) == [
+        "/chat", "/handoff", "/search", "/ticket"]
 
 
 def test_search_returns_items_best_first_and_filters_by_category(client):

@@ -216,7 +216,7 @@ class Desk:
             queue = gr.Dataframe(headers=QUEUE_COLUMNS, label="Waiting tickets, oldest first (tap one)",
                                  interactive=False, elem_id="desk-queue", wrap=True)
             picked = gr.Dropdown([], label="Ticket", elem_id="desk-ticket", allow_custom_value=True)
-            with gr.Row(equal_height=True):
+            with gr.Row(equal_height=False, elem_id="desk-actions"):
                 claim_button = gr.Button("Claim", variant="primary", elem_id="desk-claim", min_width=120)
                 outcome = gr.Dropdown(list(OUTCOMES), value=None, label="Outcome", elem_id="desk-outcome",
                                       min_width=160)

@@ -194,7 +194,7 @@ def build_demo(settings: Settings | None = None, *, vlm: VLM | None = None, cata
 
     with SupportApp(settings, image_dirs, title="mmsupport: shopping & support assistant") as demo:
         turns, items, uploads = gr.State([]), gr.State([]), gr.State({})
-        states = dict(turns=turns, items=items, uploads=uploads, session_id=gr.State(lambda: secrets.token_hex(16)),
+        states = dict(turns=turns, items=items, uploads=uploads, session_id=gr.State(None),
                       following=gr.State(None), downs=gr.State([]), poll=gr.Timer(POLL_SECONDS, active=False))
         gr.Markdown("## Ask about a product, or show us a photo", elem_id="title")
         status = gr.Markdown(elem_id="status", elem_classes=["ready"])
@@ -225,6 +225,8 @@ def build_demo(settings: Settings | None = None, *, vlm: VLM | None = None, cata
 
         status_outputs = [status, c["category"], timer]
         demo.load(refresh_status, outputs=status_outputs, api_visibility="private", show_progress="hidden")
+        demo.load(lambda: secrets.token_hex(16), outputs=states["session_id"], api_visibility="private",
+                  show_progress="hidden")  # a conversation id per page load, for its hand-off tickets
         timer.tick(refresh_status, outputs=status_outputs, api_visibility="private", show_progress="hidden")
         c["category"].focus(refresh_categories, outputs=c["category"], api_visibility="private",
                             show_progress="hidden")
