@@ -10,8 +10,8 @@ from fakes import ScriptedVLM
 from mmsupport.agent import Agent, prompts
 from mmsupport.catalog import Catalog
 from mmsupport.evaluation import QUOTE
-from mmsupport.store import ConversationStore
 from mmsupport.safety import data_items
+from mmsupport.store import ConversationStore
 
 
 @pytest.fixture(scope="module")

@@ -20,7 +20,7 @@ def chat_has(page, text: str, timeout: float = 60_000) -> None:
                            timeout=timeout)
 
 
-def open_shop(browser, ui_server, **options):
+def open_shop(browser, ui_server, **options):  # noqa: F811
     context = browser.new_context(**options)  # its own cookies and storage: another person
     page = context.new_page()
     page.goto(ui_server.url)

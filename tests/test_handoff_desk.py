@@ -95,8 +95,7 @@ def test_two_thumbs_down_in_a_row_offer_a_person_and_yes_opens_a_thumbs_down_tic
     history, turns, _ = send(page, "And trail shoes?", history, turns)
     downs = []
     answers = [i for i, m in enumerate(history) if m["role"] == "assistant" and "best match" in m["content"]]
-    shown, turns_after, downs = page.tickets.vote(history, turns, downs, SimpleNamespace(index=answers[0],
-                                                                                         liked=False))
+    shown, _, downs = page.tickets.vote(history, turns, downs, SimpleNamespace(index=answers[0], liked=False))
     assert shown == gr.skip() and downs == [answers[0]]
     # the same answer again, then a thumbs-up: still no offer, and the run starts over
     assert page.tickets.vote(history, turns, downs, SimpleNamespace(index=answers[0], liked=False))[2] == downs
@@ -273,3 +272,15 @@ def test_the_api_hands_a_session_over_and_shows_the_staff_replies(ui_server):
     assert found["claimed"] and found["replies"][0]["text"] == "It ships tomorrow."
     with pytest.raises(Exception, match="session_id"):
         client.predict("not a session id!", "", api_name="/handoff")
+
+
+def test_the_desk_shows_a_tickets_photos_when_they_are_kept(tmp_path, sample_catalog_settings):
+    settings = load_settings(db_dir=sample_catalog_settings.db_dir, desk_password="staff-only", store_images=True,
+                             database_url=f"sqlite:///{tmp_path / 'conversations.db'}")
+    store = ConversationStore.from_settings(settings)
+    reference = StoreHandoff(store, secrets.token_hex(16)).handoff(
+        [{"role": "user", "content": "It came torn", "photos": [PHOTO]}])
+    desk = Desk(settings, store)
+    view, gallery = desk.show(reference, staff_login(desk))
+    assert "It came torn" in view and "📷 photo" in view
+    assert gallery.visible and len(gallery.value) == 1

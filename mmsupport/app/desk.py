@@ -142,8 +142,9 @@ class Desk:
         state = ticket["status"] + (f", with {ticket['claimed_by']}" if ticket["claimed_by"] else "")
         if ticket["outcome"]:
             state += f", {ticket['outcome']}"
-        lines = [f"### {ticket['reference']}", f"**{views.escape(state)}** · reason: {ticket['reason']} · "
-                 f"opened {_age(ticket['created'])} ago", "", "#### Conversation"]
+        lines = [f"### {ticket['reference']}",
+                 f"**{views.escape(state)}** · reason: {ticket['reason']} · opened {_age(ticket['created'])} ago",
+                 "", "#### Conversation"]
         for message in ticket["transcript"]:
             who = "Shopper" if message["role"] == "user" else "Assistant"
             photos = " ".join(f"📷 photo `{digest[:12]}`" for digest in message.get("images", ()))

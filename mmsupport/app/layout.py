@@ -194,8 +194,8 @@ def build_demo(settings: Settings | None = None, *, vlm: VLM | None = None, cata
 
     with SupportApp(settings, image_dirs, title="mmsupport: shopping & support assistant") as demo:
         turns, items, uploads = gr.State([]), gr.State([]), gr.State({})
-        states = dict(turns=turns, items=items, uploads=uploads, session_id=gr.State(None),
-                      following=gr.State(None), downs=gr.State([]), poll=gr.Timer(POLL_SECONDS, active=False))
+        states = {"turns": turns, "items": items, "uploads": uploads, "session_id": gr.State(None),
+                  "following": gr.State(None), "downs": gr.State([]), "poll": gr.Timer(POLL_SECONDS, active=False)}
         gr.Markdown("## Ask about a product, or show us a photo", elem_id="title")
         status = gr.Markdown(elem_id="status", elem_classes=["ready"])
         timer = gr.Timer(1.0)
