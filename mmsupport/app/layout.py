@@ -38,6 +38,7 @@ CSS = """
 #status.ready, #cite-target {display: none}
 #message-error {color: #b91c1c; font-size: 0.9em}
 #chat img {max-height: 220px; width: auto}
+#chat code {white-space: nowrap}
 #talk-to-person {align-self: flex-start; min-height: 44px; width: auto; flex: none}
 #items .caption-label {position: static; white-space: normal; font-size: 0.8em; max-width: none;
   background: none; color: var(--body-text-color); padding: 4px 2px; text-align: left}
