@@ -88,8 +88,9 @@ class TurnResult:
     phase (``describe``, ``search``, ``generate``, ``total`` and ``overhead`` = total minus model time), ``history``
     the conversation including this turn, ready to pass to the next one (its assistant message also carries
     ``item_ids``: the cited items, or the retrieved ones when the answer cites none, so follow-ups find the item, and
-    ``offered_handoff`` with ``offer_reason``, the hand-off reason of the offer). ``intent`` is what the message asked for (:mod:`mmsupport.intents`), ``focus`` whether the
-    conversation's focus was used (``{"used", "reason", "item"}``) and ``handoff`` the reference of a hand-off opened.
+    ``offered_handoff`` with ``offer_reason``, the hand-off reason of the offer). ``intent`` is what the message
+    asked for (:mod:`mmsupport.intents`), ``focus`` whether the conversation's focus was used (``{"used", "reason",
+    "item"}``) and ``handoff`` the reference of a hand-off opened.
     """
 
     answer: str

@@ -80,11 +80,11 @@ class Tickets:
         return StoreHandoff(self.store, session_id, channel=channel, webhook=self.webhook)
 
     @staticmethod
-    def _following(ticket: dict, shown: int | None = None) -> dict:
-        """The page's record of the ticket it follows: reference, status, who has it, the last message shown."""
-        seen = shown if shown is not None else max((m["id"] for m in ticket["messages"]), default=0)
+    def _following(ticket: dict) -> dict:
+        """The page's record of the ticket it follows once all of it is shown: reference, status, who has it, the
+        last message shown."""
         return {"reference": ticket["reference"], "status": ticket["status"], "claimed_by": ticket["claimed_by"],
-                "seen": seen}
+                "seen": max((m["id"] for m in ticket["messages"]), default=0)}
 
     # -- opening a ticket ------------------------------------------------------------------------------------------
 
@@ -228,7 +228,8 @@ class Tickets:
                 raise MMSupportError("The conversation store is not available.", hint=self.settings.contact)
             ticket = self.store.ticket((reference or "").strip().upper())
             if ticket is None:
-                raise InvalidInput(f"There is no ticket {reference!r}.", hint="Check the reference (H-YYYYMMDD-XXXXXX).")
+                raise InvalidInput(f"There is no ticket {reference!r}.",
+                                   hint="Check the reference (H-YYYYMMDD-XXXXXX).")
         return {"reference": ticket["reference"], "status": ticket["status"], "claimed": bool(ticket["claimed_by"]),
                 "claimed_by": ticket["claimed_by"], "outcome": ticket["outcome"],
                 "replies": [{"author": m["author"], "text": m["text"], "time": m["time"].isoformat()}
