@@ -78,7 +78,7 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=2, help="replays per model setting (the first warms up)")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as scratch:
-        settings = load_settings(db_dir=args.db, feedback_path=Path(scratch) / "feedback.jsonl")
+        settings = load_settings(db_dir=args.db, database_url=f"sqlite:///{Path(scratch) / 'conversations.db'}")
         catalog = ensure_sample_catalog(settings)
         conversations = load_conversations(SAMPLE_DATA_DIR / "conversations.jsonl")
         result = {"catalog_rows": len(catalog), "search_mode": settings.search_mode, "bar_overhead_p50_ms": BAR_MS}

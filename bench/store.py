@@ -56,7 +56,7 @@ def sample_turns(db_dir: Path) -> list[tuple[str, object, list[str]]]:
     from mmsupport.agent import Agent
     from mmsupport.catalog import ensure_sample_catalog
 
-    settings = load_settings(db_dir=db_dir, feedback_path=db_dir / "feedback.jsonl")
+    settings = load_settings(db_dir=db_dir)
     agent = Agent(None, ensure_sample_catalog(settings), settings)
     turns = []
     for i, question in enumerate(QUESTIONS):

@@ -54,7 +54,7 @@ def serve(port: int, root: Path, db_url: str) -> None:
     from mmsupport.config import load_settings
 
     (root / "variants.yaml").write_text(VARIANTS_YAML)
-    settings = load_settings(db_dir=root / "db", feedback_path=root / "feedback.jsonl", database_url=db_url,
+    settings = load_settings(db_dir=root / "db", database_url=db_url,
                              variants=root / "variants.yaml")
     build_demo(settings, vlm=citing_vlm()).launch(server_name="127.0.0.1", server_port=port, quiet=True)
 

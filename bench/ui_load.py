@@ -66,7 +66,7 @@ def serve(port: int, db_dir: Path) -> None:
     from mmsupport.config import load_settings
     from mmsupport.app import build_demo
 
-    settings = load_settings(db_dir=db_dir, feedback_path=db_dir / "feedback.jsonl")
+    settings = load_settings(db_dir=db_dir)
     build_demo(settings, vlm=citing_vlm()).launch(server_name="127.0.0.1", server_port=port, quiet=True)
 
 

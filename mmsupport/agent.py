@@ -49,9 +49,9 @@ from mmsupport.config import Settings
 from mmsupport.errors import InvalidInput, MMSupportError, ModelUnavailable
 from mmsupport.extractive import ShortAnswers
 from mmsupport.focus import Focus, Vocabulary, asked_variant, decide
-from mmsupport.handoff import Handoff, RecordedHandoff
+from mmsupport.handoff import Handoff, StoreHandoff, item_summary, repeats
 from mmsupport.images import load_image
-from mmsupport.intents import HANDOFF, SEARCH, Intent, classify
+from mmsupport.intents import ASKS_FOR_PERSON, HANDOFF, SEARCH, Intent, classify
 from mmsupport.messages import images_of, text_of
 from mmsupport.safety import clean, data_line, decoded_runs, normalize, readings
 from mmsupport.tools import TOOLS, Step, Toolbox
@@ -85,10 +85,11 @@ class TurnResult:
     phase (``describe``, ``search``, ``generate``, ``total`` and ``overhead`` = total minus model time), ``history``
     the conversation including this turn, ready to pass to the next one (its assistant message also carries
     ``item_ids``: the cited items, or the retrieved ones when the answer cites none, so follow-ups find the item, and
-    ``offered_handoff``). ``intent`` is what the message asked for (:mod:`mmsupport.intents`), ``focus`` whether the
-    conversation's focus was used (``{"used", "reason", "item"}``), ``handoff`` the reference of a hand-off opened and
-    ``top_score`` the best cosine similarity between the query (or the customer's words) and the catalog, which the
-    no-match threshold is compared with (``None`` when nothing was searched).
+    ``offered_handoff`` with ``offer_reason``, the hand-off reason of the offer). ``intent`` is what the message
+    asked for (:mod:`mmsupport.intents`), ``focus`` whether the conversation's focus was used (``{"used", "reason",
+    "item"}``), ``handoff`` the reference of a hand-off opened and ``top_score`` the best cosine similarity between
+    the query (or the customer's words) and the catalog, which the no-match threshold is compared with (``None`` when
+    nothing was searched).
     """
 
     answer: str
@@ -163,14 +164,14 @@ def _shingles(text: str) -> set[tuple[str, ...]]:
 class Agent:
     """Answers support and shopping questions from ``catalog``; ``vlm=None`` gives extractive answers.
 
-    ``handoff`` passes conversations to a person when asked (default: :class:`RecordedHandoff` beside the feedback
-    log)."""
+    ``handoff`` passes conversations to a person when asked (default: a ticket in the conversation store,
+    :class:`~mmsupport.handoff.StoreHandoff`)."""
 
     def __init__(self, vlm: VLM | None, catalog: Catalog, settings: Settings, handoff: Handoff | None = None):
         self.vlm = vlm
         self.catalog = catalog
         self.settings = settings
-        self.handoff = handoff or RecordedHandoff.from_settings(settings)
+        self.handoff = handoff or StoreHandoff.from_settings(settings)
         self.prompts = load_prompts(settings.prompt_file)
         self.system = self.prompts["system"] + ("\n" + self.prompts["tools"] if vlm and vlm.supports_tools else "")
         self.system_words = " " + " ".join(_words(self.system)) + " "
@@ -214,7 +215,7 @@ class _Turn:
         self.query = ""
         self.no_match = False
         self.top_score: float | None = None
-        self.offered_handoff = False
+        self.offer: str | None = None  # why this answer offers a person (a hand-off reason), if it does
         self.reference: str | None = None
 
     # -- the turn ------------------------------------------------------------------------------------------------
@@ -238,6 +239,10 @@ class _Turn:
         self.query = " ".join([self.text, *descriptions, *self.focus.terms()]).strip()
         items, variants = yield from self._retrieve(descriptions)
         answer = yield from self._respond(items, descriptions, variants)
+        if self.offer is None and self.text and repeats(self.text, self._earlier_questions()):
+            self.offer = "repeated"
+            yield (offer := "\n\n" + self.prompts["offer_repeated"])
+            answer += offer
         yield self._result(answer)
 
     def _check(self, message: str, images: list) -> str:
@@ -259,8 +264,9 @@ class _Turn:
         items = [] if self.no_match else list(self.retrieved.values())
         user = {"role": "user", "content": [*({"type": "image", "image": image} for image in self.images),
                                             {"type": "text", "text": self.text}]}
+        offer = self.offer or ("asked" if OFFER.search(answer) else None)
         assistant = {"role": "assistant", "content": answer, "item_ids": citations or [item.id for item in items],
-                     "offered_handoff": self.offered_handoff or bool(OFFER.search(answer))}
+                     "offered_handoff": offer is not None, "offer_reason": offer}
         return TurnResult(
             answer=answer, citations=citations, items=items, steps=self.steps, no_match=self.no_match,
             flagged=self.flagged, timings=self.timings, query=self.query, notices=self.notices,
@@ -276,18 +282,28 @@ class _Turn:
             return False
         return bool(last.get("offered_handoff", OFFER.search(text_of(last))))
 
+    def _earlier_questions(self) -> list[str]:
+        return [text_of(m) for m in self.history if m.get("role") == "user"]
+
+    def _handoff_items(self) -> list[dict]:
+        """The items the conversation found or cited, oldest first (what the person taking over should see)."""
+        ids = [i for m in self.history if m.get("role") == "assistant" for i in m.get("item_ids", [])]
+        return [item_summary(item) for item in map(self.catalog.get, dict.fromkeys(ids)) if item is not None]
+
     def _reply(self):
         """The answer to a message that is not a search; a request for a person opens a hand-off."""
         if self.intent.name != HANDOFF:
             answer = self.prompts[self.intent.name]
             yield answer
             return answer
-        conversation = [{"role": m["role"], "content": " ".join(["[photo]"] * len(images_of(m)) + [text_of(m)])}
+        conversation = [{"role": m["role"], "content": text_of(m), "photos": images_of(m)}
                         for m in self.history if m.get("role") in ("user", "assistant")]
         conversation.append({"role": "user", "content": self.text})
+        last = next((m for m in reversed(self.history) if m.get("role") == "assistant"), {})
+        reason = "asked" if self.intent.reason == ASKS_FOR_PERSON else last.get("offer_reason") or "asked"
         started, error = time.perf_counter(), None
         try:
-            self.reference = self.agent.handoff.handoff(conversation)
+            self.reference = self.agent.handoff.handoff(conversation, reason=reason, items=self._handoff_items())
         except MMSupportError as failure:
             logger.warning("Could not hand the conversation off: %s", failure)
             error = str(failure)
@@ -368,7 +384,7 @@ class _Turn:
     def _respond(self, items: list[Item], descriptions: list[str], variants: Variants | None):
         """The answer: "nothing matched", the model's answer or, without a model, the extractive one."""
         if self.no_match:
-            self.offered_handoff = True
+            self.offer = "no_match"
             answer = self.prompts["no_match"]
             yield answer
             return answer

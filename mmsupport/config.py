@@ -119,7 +119,6 @@ class Settings:
     # App
     admin_password: str | None = field(default=None, repr=False)
     admin_session_minutes: float = 30.0  # an admin log-in expires after this long without an admin call
-    feedback_path: Path = Path(".mmsupport/feedback.jsonl")  # its folder holds the recorded hand-off requests
     max_upload_mb: float = 10.0
 
     # Support desk (see mmsupport.store)

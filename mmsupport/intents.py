@@ -19,6 +19,8 @@ import re
 from dataclasses import dataclass
 
 HANDOFF, THANKS, GOODBYE, SMALL_TALK, SEARCH = "handoff", "thanks", "goodbye", "small_talk", "search"
+#: The reason of a hand-off the shopper asked for in so many words (not a yes to an offer).
+ASKS_FOR_PERSON = "asks for a person"
 
 #: Asking to be passed on, and who to: together they make a request for a person.
 _PASS_ON = re.compile(r"\b(?:talk|speak|chat)\s+(?:to|with)\b|\bpass\b(?:\s+\w+){0,4}\s+(?:on\s+)?to\b|\bforward\b|"
@@ -69,7 +71,7 @@ def classify(text: str, *, offered_handoff: bool = False) -> Intent:
     """The intent of ``text``. ``offered_handoff``: the previous answer offered to pass the question to a person."""
     normal = _normal(text)
     if _HUMAN.search(normal) or (_PASS_ON.search(normal) and _PERSON.search(normal)):
-        return Intent(HANDOFF, "asks for a person")
+        return Intent(HANDOFF, ASKS_FOR_PERSON)
     words = re.findall(r"[a-z']+", normal)
     if offered_handoff and _YES.match(normal) and set(words) <= _YES_FILLER:
         return Intent(HANDOFF, "says yes to the hand-off the last answer offered")

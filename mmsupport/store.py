@@ -258,6 +258,13 @@ class ConversationStore:
         elif connection.execute(sa.select(sessions.c.id).where(sessions.c.id == session_id)).first() is None:
             connection.execute(sessions.insert().values(**values))
 
+    @staticmethod
+    def _save_images(connection: sa.Connection, session_id: str, photos) -> None:
+        for data in photos:
+            digest = image_hash(data)
+            if connection.execute(sa.select(images.c.hash).where(images.c.hash == digest)).first() is None:
+                connection.execute(images.insert().values(hash=digest, session_id=session_id, data=data))
+
     def log_turn(self, session_id: str, turn: dict, *, variant: str = "control", channel: str = "web",
                  photos: list[bytes] = ()) -> str:
         """Record one answered turn (in the background) and return its id.
@@ -270,13 +277,11 @@ class ConversationStore:
         hashes = [image_hash(data) for data in photos]
         columns = {c.name for c in turns.columns} - {"id", "session_id", "time", "variant", "image_hashes"}
         row = {key: value for key, value in turn.items() if key in columns}
-        keep = list(zip(hashes, photos)) if self.store_images else []
+        keep = list(photos) if self.store_images else []
 
         def write(connection: sa.Connection) -> None:
             self._ensure_session(connection, session_id, variant, channel)
-            for digest, data in keep:
-                if connection.execute(sa.select(images.c.hash).where(images.c.hash == digest)).first() is None:
-                    connection.execute(images.insert().values(hash=digest, session_id=session_id, data=data))
+            self._save_images(connection, session_id, keep)
             connection.execute(turns.insert().values(id=turn_id, session_id=session_id, time=now(), variant=variant,
                                                      image_hashes=hashes, **row))
 
@@ -310,12 +315,15 @@ class ConversationStore:
                                  hint="Check MMSUPPORT_DATABASE_URL and the database server.") from None
 
     def open_ticket(self, session_id: str, *, reason: str, transcript: list[dict], items: list[dict] = (),
-                    variant: str = "control", channel: str = "web") -> str:
-        """Open a hand-off ticket now and return its reference (``H-YYYYMMDD-XXXXXX``)."""
+                    variant: str = "control", channel: str = "web", photos: list[bytes] = ()) -> str:
+        """Open a hand-off ticket now and return its reference (``H-YYYYMMDD-XXXXXX``); ``photos`` (the bytes the
+        transcript's image hashes are of) are kept only when ``store_images`` is on."""
         reference = f"H-{now():%Y%m%d}-{secrets.token_hex(3).upper()}"
 
         def work(connection: sa.Connection) -> str:
             self._ensure_session(connection, session_id, variant, channel)
+            if self.store_images:
+                self._save_images(connection, session_id, photos)
             connection.execute(tickets.insert().values(reference=reference, session_id=session_id, created=now(),
                                                        reason=reason, status="open", transcript=transcript,
                                                        items=list(items)))
@@ -323,11 +331,11 @@ class ConversationStore:
 
         return self._now_or_error("open a hand-off ticket", work)
 
-    def tickets(self, status: str | None = None) -> list[dict]:
-        """Tickets oldest first, all or those with ``status`` (open, claimed, closed)."""
+    def tickets(self, status: str | tuple[str, ...] | None = None) -> list[dict]:
+        """Tickets oldest first, all or those with ``status`` (open, claimed, closed; or a tuple of them)."""
         query = sa.select(tickets).order_by(tickets.c.created, tickets.c.id)
         if status is not None:
-            query = query.where(tickets.c.status == status)
+            query = query.where(tickets.c.status.in_([status] if isinstance(status, str) else status))
         return self._now_or_error("read the tickets",
                                   lambda c: [dict(row._mapping) for row in c.execute(query)])
 
@@ -360,6 +368,18 @@ class ConversationStore:
                                                                text=text))
 
         self._now_or_error("save the message", work)
+
+    def session_turns(self, session_id: str) -> list[dict]:
+        """The turns recorded for a session, oldest first (waits for the writes still queued)."""
+        self.flush()
+        query = sa.select(turns).where(turns.c.session_id == session_id).order_by(turns.c.time)
+        return self._now_or_error("read the conversation",
+                                  lambda c: [dict(row._mapping) for row in c.execute(query)])
+
+    def image(self, digest: str) -> bytes | None:
+        """The stored photo with SHA-256 ``digest`` (only kept when ``store_images`` is on), or ``None``."""
+        return self._now_or_error("read a photo", lambda c: c.execute(
+            sa.select(images.c.data).where(images.c.hash == digest)).scalar())
 
     # -- privacy ---------------------------------------------------------------------------------------------------
 

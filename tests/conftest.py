@@ -148,7 +148,7 @@ def ui_server(tmp_path_factory, sample_catalog_settings):
 
     root = tmp_path_factory.mktemp("ui_server")
     shutil.copytree(sample_catalog_settings.db_dir, root / "db")
-    settings = load_settings(db_dir=root / "db", feedback_path=root / "feedback.jsonl", admin_password="open-sesame",
+    settings = load_settings(db_dir=root / "db", admin_password="open-sesame",
                              max_upload_mb=2)
     demo = build_demo(settings, vlm=PacedVLM(default=_answer_from_data, description="a running shoe", chunk=4))
     with socket.socket() as sock:

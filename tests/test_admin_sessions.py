@@ -142,7 +142,7 @@ def app_settings(tmp_path, sample_catalog_settings, **overrides):
     from mmsupport.config import load_settings
 
     shutil.copytree(sample_catalog_settings.db_dir, tmp_path / "db")
-    return load_settings(db_dir=tmp_path / "db", feedback_path=tmp_path / "feedback.jsonl", **overrides)
+    return load_settings(db_dir=tmp_path / "db", **overrides)
 
 
 @pytest.fixture(scope="module")

@@ -10,8 +10,8 @@ from fakes import ScriptedVLM
 from mmsupport.agent import Agent, prompts
 from mmsupport.catalog import Catalog
 from mmsupport.evaluation import QUOTE
-from mmsupport.handoff import RecordedHandoff
 from mmsupport.safety import data_items
+from mmsupport.store import ConversationStore
 
 
 @pytest.fixture(scope="module")
@@ -21,7 +21,7 @@ def catalog(sample_catalog_settings):
 
 @pytest.fixture
 def settings(sample_catalog_settings, tmp_path):
-    return dataclasses.replace(sample_catalog_settings, feedback_path=tmp_path / "feedback.jsonl")
+    return dataclasses.replace(sample_catalog_settings, database_url=f"sqlite:///{tmp_path / 'conversations.db'}")
 
 
 def cite_first(messages) -> str:
@@ -123,18 +123,56 @@ def test_with_a_model_the_answer_is_the_models_not_the_extract(catalog, settings
     assert result.answer == "Machine wash it gently [A031]." and not QUOTE.findall(result.answer)
 
 
-@pytest.mark.parametrize("message", ["Can I talk to a human, please?", "yes please pass it to support"])
-def test_a_request_for_a_person_opens_a_handoff_instead_of_searching(catalog, settings, message):
+@pytest.mark.parametrize(("message", "reason"), [("Can I talk to a human, please?", "asked"),
+                                               ("yes please pass it to support", "asked"),
+                                               ("yes please", "no_match")])
+def test_a_request_for_a_person_opens_a_ticket_instead_of_searching(catalog, settings, message, reason):
     vlm = ScriptedVLM()
-    log = RecordedHandoff.from_settings(settings)
     first, second = chat(Agent(vlm, catalog, settings), "Do you sell lawn mowers?", message)
     assert first.no_match and second.intent == "handoff"
     assert [step.tool for step in second.steps] == ["handoff"] and second.items == []
-    (entry,) = log.entries()
-    assert second.handoff == entry["reference"] and entry["reference"] in second.answer
-    assert settings.contact in second.answer
-    assert [m["content"] for m in entry["conversation"]][::2] == ["Do you sell lawn mowers?", message]
+    (ticket,) = ConversationStore.from_settings(settings).tickets()
+    assert second.handoff == ticket["reference"] and ticket["reference"] in second.answer
+    assert settings.contact in second.answer and ticket["status"] == "open" and ticket["reason"] == reason
+    assert [m["content"] for m in ticket["transcript"]][::2] == ["Do you sell lawn mowers?", message]
     assert vlm.answer_calls == []
+
+
+def test_a_ticket_carries_the_photos_hashes_and_the_items_found(catalog, settings):
+    import hashlib
+    import io
+
+    from PIL import Image
+
+    photo = Image.new("RGB", (64, 48), "navy")
+    agent = Agent(None, catalog, settings)
+    first = agent.run_turn("navy zip hoodie", images=[photo])
+    second = agent.run_turn("Can I speak to a person?", history=first.history)
+    ticket = ConversationStore.from_settings(settings).ticket(second.handoff)
+    (digest,) = ticket["transcript"][0]["images"]
+    sent = first.history[0]["content"][0]["image"]  # the photo as the turn kept it
+    buffer = io.BytesIO()
+    sent.save(buffer, format="PNG")
+    assert digest == hashlib.sha256(buffer.getvalue()).hexdigest()
+    assert [item["id"] for item in ticket["items"]] == [item.id for item in first.items]
+    assert ConversationStore.from_settings(settings).image(digest) is None  # photos are kept only when asked
+
+
+def test_without_a_store_the_shopper_is_told_how_to_reach_the_shop(catalog, settings, tmp_path):
+    (tmp_path / "not-a-folder").write_text("")
+    broken = dataclasses.replace(settings, database_url=f"sqlite:///{tmp_path / 'not-a-folder' / 'x.db'}")
+    result = Agent(None, catalog, broken).run_turn("I want to talk to a human")
+    assert result.handoff is None and result.answer == prompts()["handoff_failed"].format(contact=settings.contact)
+    assert result.steps[0].error
+
+
+def test_the_same_question_again_gets_an_offer_and_yes_opens_a_repeated_ticket(catalog, settings):
+    first, again, yes = chat(Agent(None, catalog, settings), "How do I wash a down jacket?",
+                             "how do I wash a down jacket", "yes please")
+    assert prompts()["offer_repeated"] not in first.answer
+    assert again.answer.endswith(prompts()["offer_repeated"])
+    assert yes.intent == "handoff"
+    assert ConversationStore.from_settings(settings).ticket(yes.handoff)["reason"] == "repeated"
 
 
 def test_yes_is_a_handoff_only_right_after_the_offer(catalog, settings):

@@ -46,7 +46,7 @@ def cite_data(messages) -> str:
 def test_the_conversations_meet_the_bars(sample_catalog_settings, tmp_path, model):
     import dataclasses
 
-    settings = dataclasses.replace(sample_catalog_settings, feedback_path=tmp_path / "feedback.jsonl")
+    settings = dataclasses.replace(sample_catalog_settings, database_url=f"sqlite:///{tmp_path / 'conversations.db'}")
     vlm = ScriptedVLM(default=cite_data, description=describer(settings)) if model == "scripted" else None
     conversations = load_conversations(SAMPLE_DATA_DIR / "conversations.jsonl")
     report = evaluate_agent(Agent(vlm, Catalog.open(settings), settings), conversations, progress=False)

@@ -25,7 +25,7 @@ def test_python_app_py_serves_the_sample_catalog_and_answers(tmp_path, tiny_vlm_
 
     port = free_port()
     env = {**os.environ, "GRADIO_SERVER_NAME": "127.0.0.1", "GRADIO_SERVER_PORT": str(port),
-           "MMSUPPORT_DB_DIR": str(tmp_path / "db"), "MMSUPPORT_FEEDBACK_PATH": str(tmp_path / "feedback.jsonl"),
+           "MMSUPPORT_DB_DIR": str(tmp_path / "db"),
            "MMSUPPORT_MODEL": str(tiny_vlm_dir), "MMSUPPORT_MAX_NEW_TOKENS": "16"}
     log = open(tmp_path / "app.log", "wb")
     app = subprocess.Popen([sys.executable, "app.py"], cwd=REPO_DIR, env=env, stdout=log, stderr=subprocess.STDOUT)

@@ -26,7 +26,7 @@ def test_the_shoppers_sessions_and_turns_are_all_in_the_report(tmp_path, sample_
     shutil.copytree(sample_catalog_settings.db_dir, tmp_path / "db")
     (tmp_path / "variants.yaml").write_text(VARIANTS_YAML)
     url = f"sqlite:///{tmp_path}/conversations.db"
-    settings = load_settings(db_dir=tmp_path / "db", feedback_path=tmp_path / "feedback.jsonl", database_url=url,
+    settings = load_settings(db_dir=tmp_path / "db", database_url=url,
                              variants=tmp_path / "variants.yaml")
     demo = build_demo(settings, vlm=ScriptedVLM(default=_answer_from_data, description="a running shoe"))
     with socket.socket() as sock:

@@ -1,4 +1,5 @@
-"""The app's named API (/chat, /search) through gradio_client against a real server, and the README's example."""
+"""The app's named API (/chat, /search; /handoff and /ticket are in test_handoff_desk.py) through gradio_client
+against a real server, and the README's example."""
 
 import re
 
@@ -18,9 +19,9 @@ def client(ui_server):
     return Client(ui_server.url, verbose=False)
 
 
-def test_only_chat_search_and_feedback_are_public(client):
+def test_only_the_shopper_endpoints_are_public(client):
     endpoints = client.view_api(print_info=False, return_format="dict")["named_endpoints"]
-    assert sorted(endpoints) == ["/chat", "/feedback", "/search"]
+    assert sorted(endpoints) == ["/chat", "/feedback", "/handoff", "/search", "/ticket"]
 
 
 def test_search_returns_items_best_first_and_filters_by_category(client):

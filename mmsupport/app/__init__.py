@@ -8,6 +8,8 @@ The app is a thin shell over the same library calls as the CLI: :class:`mmsuppor
 - :mod:`~mmsupport.app.chat`: the turn handlers, callable without a browser
 - :mod:`~mmsupport.app.api`: ``/chat`` and ``/search`` for scripts
 - :mod:`~mmsupport.app.admin`: the catalog admin tab
+- :mod:`~mmsupport.app.tickets`: the shopper's side of a hand-off (Talk to a person, staff replies), ``/handoff``
+- :mod:`~mmsupport.app.desk`: the support desk tab for staff
 - :mod:`~mmsupport.app.resources`: the catalog and model, loaded in the background
 - :mod:`~mmsupport.app.views`: cards, item details, citation links, escaping
 

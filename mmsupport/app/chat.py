@@ -125,11 +125,12 @@ class Chat:
         return [uploads.get(path) or check_upload(path, max_mb=self.settings.max_upload_mb,
                                                   max_side=self.settings.image_max_side) for path in paths]
 
-    def run_turn(self, text: str, images: list, history: list[dict], turn: Settings) -> Iterator:
-        """The agent's events for one turn; the one place the model runs (wrapped for ZeroGPU)."""
+    def run_turn(self, text: str, images: list, history: list[dict], turn: Settings, handoff=None) -> Iterator:
+        """The agent's events for one turn; the one place the model runs (wrapped for ZeroGPU). ``handoff``: where
+        a request for a person goes (:mod:`mmsupport.handoff`; default the agent's)."""
         from mmsupport.agent import Agent
 
-        agent = Agent(self.resources.vlm_for(turn), self.resources.wait_for_catalog(), turn)
+        agent = Agent(self.resources.vlm_for(turn), self.resources.wait_for_catalog(), turn, handoff=handoff)
         yield from agent.stream_turn(text, images, history=history)
 
     # -- the message box ---------------------------------------------------------------------------------------------
@@ -177,11 +178,12 @@ class Chat:
             raise gr.Error("No question waits for an answer.", visible=False, print_exception=False)
 
     def respond(self, history: list[dict], mode: str, k: float, category: str | None, turns: list[dict],
-                uploads: dict, session: dict | None = None):
+                uploads: dict, session: dict | None = None, handoff=None):
         """Stream the answer to the last user turn: step messages, then the answer, then the item cards.
 
         Does nothing when no question is waiting (the message was rejected). A turn that fails says why in the chat.
-        The turn runs with ``session``'s variant and is recorded, with its timings, answered or not.
+        The turn runs with ``session``'s variant and is recorded, with its timings, answered or not. ``handoff`` is
+        passed to :meth:`run_turn`; the turn's record keeps the reference of a hand-off it opened.
         """
         from mmsupport.agent import Step, TurnResult
 
@@ -195,7 +197,8 @@ class Chat:
         steps, answer, result, clock, turn = [], "", None, TurnClock(), self.settings
         try:
             turn = self.turn_settings(mode, k, category, self.variant_settings(session))
-            events = self.run_turn(question, self.images(files, uploads), turns[-1]["history"] if turns else [], turn)
+            events = self.run_turn(question, self.images(files, uploads), turns[-1]["history"] if turns else [], turn,
+                                   handoff)
             for event in events:
                 clock.saw(event)
                 if isinstance(event, TurnResult):
@@ -220,7 +223,7 @@ class Chat:
         shown = history + steps + [{"role": "assistant",
                                     "content": views.link_citations(views.escape(result.answer), result.items)}]
         record = {"first": start, "last": len(shown) - 1, "turn_id": turn_id, "items": result.items,
-                  "history": result.history}
+                  "history": result.history, "handoff": result.handoff}
         yield shown, views.cards(result.items, self.placeholder), result.items, turns + [record]
 
     def record(self, session: dict, question: str, turn: Settings, clock: TurnClock, files: list[str],

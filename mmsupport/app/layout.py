@@ -15,8 +15,10 @@ from mmsupport.app import resolution, visitors, voice
 from mmsupport.app.admin import Admin
 from mmsupport.app.api import Api
 from mmsupport.app.chat import Chat
+from mmsupport.app.desk import Desk
 from mmsupport.app.resolution import Resolution
 from mmsupport.app.resources import Resources
+from mmsupport.app.tickets import POLL_SECONDS, Tickets
 from mmsupport.app.uploads import check_inputs, upload_check
 from mmsupport.config import SAMPLE_DATA_DIR, SEARCH_MODES, Settings, load_settings
 from mmsupport.experiments import Experiments
@@ -41,6 +43,8 @@ CSS = """
 #status.ready, #cite-target {display: none}
 #message-error {color: #b91c1c; font-size: 0.9em}
 #chat img {max-height: 220px; width: auto}
+#chat code {white-space: nowrap}
+#talk-to-person {align-self: flex-start; min-height: 44px; width: auto; flex: none}
 #items .caption-label {position: static; white-space: normal; font-size: 0.8em; max-width: none;
   background: none; color: var(--body-text-color); padding: 4px 2px; text-align: left}
 #items:not(:has(.thumbnail-item)) {display: none}
@@ -131,6 +135,7 @@ def _assistant(settings: Settings) -> dict:
             outcome = resolution.components()
             error = gr.Markdown(visible=False, elem_id="message-error")
             textbox = gr.MultimodalTextbox(show_label=False, elem_id="message", **voice.textbox_options(settings))
+            talk = gr.Button("Talk to a person", variant="secondary", size="md", elem_id="talk-to-person")
         with gr.Column(scale=2, min_width=300):
             gallery = gr.Gallery(label="Items we found (tap one to ask about it)", elem_id="items", columns=2,
                                  height="auto", allow_preview=False, object_fit="contain", interactive=False)
@@ -144,7 +149,7 @@ def _assistant(settings: Settings) -> dict:
             gr.Examples(label="Try", examples=_examples(), inputs=textbox, examples_per_page=4)
     cite = gr.Textbox(elem_id="cite-target", show_label=False, container=False)
     return dict(chatbot=chatbot, error=error, textbox=textbox, gallery=gallery, details=details, mode=mode, k=k,
-                category=category, cite=cite, **outcome)
+                category=category, cite=cite, talk=talk, **outcome)
 
 
 def _start(chat: Chat, visitor: str | None):
@@ -168,13 +173,14 @@ def _wire_outcome(chat: Chat, c: dict, turns: gr.State, session: gr.State, answe
     c["chatbot"].clear(outcome.hide, outputs=shown, **private)
 
 
-def _wire(chat: Chat, c: dict, turns: gr.State, items: gr.State, uploads: gr.State, visitor: gr.BrowserState,
-          session: gr.State) -> None:
-    """Connect the shopper's components to the chat handlers."""
+def _wire(chat: Chat, tickets: Tickets, c: dict, s: dict) -> None:
+    """Connect the shopper's components to the chat and hand-off handlers (``s``: the page's states)."""
     chatbot, textbox, gallery = c["chatbot"], c["textbox"], c["gallery"]
-    answer_outputs = [chatbot, gallery, items, turns]
+    turns, items, uploads, session = s["turns"], s["items"], s["uploads"], s["session"]
+    following, poll = s["following"], s["poll"]
+    answer_outputs = [chatbot, gallery, items, turns, following, poll]
     answering = {"api_visibility": "private", "concurrency_id": "turn", "show_progress_on": chatbot}
-    answer_inputs = [chatbot, c["mode"], c["k"], c["category"], turns, uploads, session]
+    answer_inputs = [chatbot, c["mode"], c["k"], c["category"], turns, uploads, session, following]
     private = {"api_visibility": "private"}
     textbox.change(chat.attach, [textbox, uploads], [textbox, uploads, c["error"]], queue=False,
                    show_progress="hidden", **private)
@@ -182,18 +188,21 @@ def _wire(chat: Chat, c: dict, turns: gr.State, items: gr.State, uploads: gr.Sta
         textbox.submit(chat.add_message, [textbox, chatbot, uploads], [chatbot, textbox, c["error"], uploads],
                        show_progress="hidden", **private).success(
             chat.waiting, chatbot, None, queue=False, show_progress="hidden", **private).success(
-            chat.respond, answer_inputs, answer_outputs, **answering),
+            tickets.respond, answer_inputs, answer_outputs, **answering),
         chatbot.retry(chat.retry, [chatbot, turns], [chatbot, gallery, items], **private).success(
-            chat.respond, answer_inputs, answer_outputs, **answering),
+            tickets.respond, answer_inputs, answer_outputs, **answering),
         gallery.select(chat.ask_about, [items, chatbot], [chatbot, c["details"]], **private).success(
-            chat.respond, answer_inputs, answer_outputs, **answering)]
+            tickets.respond, answer_inputs, answer_outputs, **answering)]
     chatbot.undo(chat.undo, [chatbot, turns], [chatbot, turns, textbox, gallery, items], **private)
     chatbot.clear(chat.clear, outputs=[chatbot, gallery, items, turns, c["details"], c["error"]], **private)
-    chatbot.clear(chat.visitors.restart, [session, visitor], session, **private)
+    chatbot.clear(chat.visitors.restart, [session, s["visitor"]], session, **private)
     chatbot.like(chat.vote, [turns, session], None, **private)
+    chatbot.like(tickets.vote, [chatbot, turns, s["downs"]], [chatbot, turns, s["downs"]], **private)
     _wire_outcome(chat, c, turns, session, answered)
     c["cite"].change(chat.show_cited, [c["cite"], turns], [gallery, items, c["details"]], show_progress="hidden",
                     **private)
+    c["talk"].click(tickets.talk, [chatbot, turns, session, following], [chatbot, following, poll], **private)
+    poll.tick(tickets.poll, [chatbot, following], [chatbot, following, poll], show_progress="hidden", **private)
 
 
 def build_demo(settings: Settings | None = None, *, vlm: VLM | None = None, catalog=None) -> SupportApp:
@@ -202,7 +211,8 @@ def build_demo(settings: Settings | None = None, *, vlm: VLM | None = None, cata
     The A/B variants file is read and the conversation store opened (retention applied) first; a variants file with
     a mistake stops the start with its line and key. The catalog (built from the sample data on first start) and the
     VLM load in the background, so the page is up at once; pass ``vlm`` and/or ``catalog`` to use ready ones (tests
-    pass a scripted model). The catalog admin tab exists only when ``settings.admin_password`` is set.
+    pass a scripted model). The catalog admin tab exists only when ``settings.admin_password`` is set, the support
+    desk tab when it or ``settings.desk_password`` is.
     """
     settings = settings or load_settings()
     experiments = Experiments.from_settings(settings)  # a broken variants file stops the start, saying where
@@ -210,23 +220,31 @@ def build_demo(settings: Settings | None = None, *, vlm: VLM | None = None, cata
     resources = Resources(settings, vlm=vlm, catalog=catalog)
     chat = Chat(settings, resources, store, experiments)
     admin = Admin(settings, resources, store)
+    tickets = Tickets(chat)
+    desk = Desk(settings, store, sessions=None if settings.desk_password else admin.sessions)
     image_dirs = [(SAMPLE_DATA_DIR / "images").resolve(), admin.images_dir]
 
     with SupportApp(settings, image_dirs, title="mmsupport: shopping & support assistant") as demo:
         turns, items, uploads = gr.State([]), gr.State([]), gr.State({})
-        visitor, session = visitors.visitor_state(), gr.State(None)
+        states = {"turns": turns, "items": items, "uploads": uploads, "visitor": visitors.visitor_state(),
+                  "session": gr.State(None), "following": gr.State(None), "downs": gr.State([]),
+                  "poll": gr.Timer(POLL_SECONDS, active=False)}
         gr.Markdown("## Ask about a product, or show us a photo", elem_id="title")
         status = gr.Markdown(elem_id="status", elem_classes=["ready"])
         timer = gr.Timer(1.0)
-        if settings.admin_password:
+        if settings.admin_password or settings.desk_password:
             with gr.Tabs():
                 with gr.Tab("Assistant"):
                     c = _assistant(settings)
-                with gr.Tab("Catalog admin"):
-                    admin.tab(c["category"])
+                if settings.admin_password:
+                    with gr.Tab("Catalog admin"):
+                        admin.tab(c["category"])
+                with gr.Tab("Support desk"):
+                    desk.tab()
         else:
             c = _assistant(settings)
         Api(chat).register()
+        tickets.register_api()
 
         def refresh_status():
             """The status line and, once the catalog is open, the category choices; the timer stops when loaded."""
@@ -243,9 +261,10 @@ def build_demo(settings: Settings | None = None, *, vlm: VLM | None = None, cata
         timer.tick(refresh_status, outputs=status_outputs, api_visibility="private", show_progress="hidden")
         c["category"].focus(refresh_categories, outputs=c["category"], api_visibility="private",
                             show_progress="hidden")
-        demo.load(lambda known: _start(chat, known), visitor, [visitor, session, c["mode"], c["k"]],
-                  api_visibility="private", show_progress="hidden")
-        _wire(chat, c, turns, items, uploads, visitor, session)
+        demo.load(lambda known: _start(chat, known), states["visitor"],
+                  [states["visitor"], states["session"], c["mode"], c["k"]], api_visibility="private",
+                  show_progress="hidden")
+        _wire(chat, tickets, c, states)
     demo.resources, demo.store, demo.experiments = resources, store, experiments
     demo.queue(default_concurrency_limit=2, max_size=64)
     return demo

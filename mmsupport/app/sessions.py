@@ -49,13 +49,17 @@ class AdminSessions:
     ``free_tries`` failures per client (``global_free_tries`` over all clients) cost nothing; each further one
     locks out for ``base_lock`` seconds, doubling per failure up to ``max_lock``. Failures are forgotten
     ``forget_after`` seconds after the last one, and a successful log-in clears them. A token expires ``ttl``
-    seconds after it was last used. ``clock`` is injectable for tests.
+    seconds after it was last used. ``clock`` is injectable for tests; ``login_failed`` and ``not_logged_in`` are
+    the messages shown (another tab behind its own password names it).
     """
 
     def __init__(self, password: str, *, ttl: float = 30 * 60, free_tries: int = 5, global_free_tries: int = 20,
                  base_lock: float = 2.0, max_lock: float = 15 * 60, forget_after: float = 60 * 60,
-                 clock: Callable[[], float] = time.monotonic):
+                 clock: Callable[[], float] = time.monotonic, login_failed: str = LOGIN_FAILED,
+                 not_logged_in: str = NOT_LOGGED_IN):
         self._password = password.encode()
+        self.login_failed = login_failed
+        self.not_logged_in = not_logged_in
         self.ttl = ttl
         self.free_tries = free_tries
         self.global_free_tries = global_free_tries
@@ -82,10 +86,10 @@ class AdminSessions:
         mine = self._failures.get(client)
         if now < self._all.locked_until or (mine is not None and now < mine.locked_until):
             logger.warning("admin log-in refused: %s is locked out (%s)", client, self._describe(client, now))
-            raise InvalidInput(LOGIN_FAILED)
+            raise InvalidInput(self.login_failed)
         if not self._password or not hmac.compare_digest(str(password or "").encode(), self._password):
             self._fail(client, now)
-            raise InvalidInput(LOGIN_FAILED)
+            raise InvalidInput(self.login_failed)
         self._failures.pop(client, None)
         self._all = _Failures()
         token = secrets.token_urlsafe(32)
@@ -99,7 +103,7 @@ class AdminSessions:
             now = self._clock()
             self._tokens = {t: expiry for t, expiry in self._tokens.items() if expiry > now}
             if not isinstance(token, str) or token not in self._tokens:
-                raise InvalidInput(NOT_LOGGED_IN)
+                raise InvalidInput(self.not_logged_in)
             self._tokens[token] = now + self.ttl
 
     def log_out(self, token: str | None) -> None:
