@@ -120,7 +120,7 @@ def test_talk_to_a_person_opens_a_ticket_and_says_what_happens_next(page):
 
 
 def test_without_a_store_talk_to_a_person_gives_the_contact(page):
-    page.tickets.store = None
+    page.tickets.store = page.tickets.chat.store = None
     shown, following, _ = page.tickets.talk([], [], page.session, None)
     assert shown[-1]["content"] == prompts()["handoff_failed"].format(contact=page.tickets.settings.contact)
     assert following == gr.skip()

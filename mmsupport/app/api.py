@@ -48,7 +48,8 @@ class Api:
             files = [image] if image else []
             clock, result = TurnClock(), None
             try:
-                for event in self.chat.run_turn(text, self.chat.images(files, {}), [], turn):
+                for event in self.chat.run_turn(text, self.chat.images(files, {}), [], turn,
+                                                self.chat.handoff_for(session)):
                     clock.saw(event)
                     result = event if isinstance(event, TurnResult) else result
             except Exception as error:

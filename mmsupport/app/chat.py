@@ -28,6 +28,7 @@ from mmsupport.app.visitors import Visitors
 from mmsupport.config import SEARCH_MODES, Settings
 from mmsupport.errors import InvalidInput, MMSupportError
 from mmsupport.experiments import Experiments
+from mmsupport.handoff import StoreHandoff, Webhook
 from mmsupport.images import check_upload
 from mmsupport.store import ConversationStore
 
@@ -102,8 +103,15 @@ class Chat:
         self.visitors = Visitors(self.experiments)
         self.placeholder = views.placeholder_image()
         self.voice = voice.Voice(settings, resources)
+        self.webhook = Webhook.from_settings(settings)
         if spaces is not None:
             self.run_turn = spaces.GPU(self.run_turn)
+
+    def handoff_for(self, session: dict | None) -> StoreHandoff:
+        """Where the hand-offs of ``session`` (``{"id", "variant", "channel"}``) go: tickets of that session."""
+        session = session or self.visitors.arrive(None)[1]
+        return StoreHandoff(self.store, session["id"], variant=session["variant"], channel=session["channel"],
+                            webhook=self.webhook)
 
     def variant_settings(self, session: dict | None) -> Settings:
         """The settings of the session's A/B variant (the app's own for the control or no session)."""
@@ -178,12 +186,12 @@ class Chat:
             raise gr.Error("No question waits for an answer.", visible=False, print_exception=False)
 
     def respond(self, history: list[dict], mode: str, k: float, category: str | None, turns: list[dict],
-                uploads: dict, session: dict | None = None, handoff=None):
+                uploads: dict, session: dict | None = None):
         """Stream the answer to the last user turn: step messages, then the answer, then the item cards.
 
         Does nothing when no question is waiting (the message was rejected). A turn that fails says why in the chat.
-        The turn runs with ``session``'s variant and is recorded, with its timings, answered or not. ``handoff`` is
-        passed to :meth:`run_turn`; the turn's record keeps the reference of a hand-off it opened.
+        The turn runs with ``session``'s variant and is recorded, with its timings, answered or not; a request for a
+        person opens a ticket of ``session``, and the turn's record keeps its reference.
         """
         from mmsupport.agent import Step, TurnResult
 
@@ -198,7 +206,7 @@ class Chat:
         try:
             turn = self.turn_settings(mode, k, category, self.variant_settings(session))
             events = self.run_turn(question, self.images(files, uploads), turns[-1]["history"] if turns else [], turn,
-                                   handoff)
+                                   self.handoff_for(session))
             for event in events:
                 clock.saw(event)
                 if isinstance(event, TurnResult):

@@ -24,7 +24,7 @@ from mmsupport.app import views
 from mmsupport.app.chat import Chat, last_user_turn
 from mmsupport.app.visitors import api_session
 from mmsupport.errors import InvalidInput, MMSupportError
-from mmsupport.handoff import REFERENCE, StoreHandoff, Webhook, item_summary
+from mmsupport.handoff import REFERENCE, item_summary
 from mmsupport.messages import images_of, text_of
 
 log = logging.getLogger(__name__)
@@ -57,13 +57,7 @@ class Tickets:
         self.chat = chat
         self.settings = chat.settings
         self.store = chat.store
-        self.webhook = Webhook.from_settings(self.settings)
-
-    def handoff_for(self, session: dict | None) -> StoreHandoff:
-        """Where the hand-offs of ``session`` (``{"id", "variant", "channel"}``) go."""
-        session = session or self.chat.visitors.arrive(None)[1]
-        return StoreHandoff(self.store, session["id"], variant=session["variant"], channel=session["channel"],
-                            webhook=self.webhook)
+        self.handoff_for = chat.handoff_for
 
     @staticmethod
     def _following(ticket: dict) -> dict:
@@ -141,8 +135,7 @@ class Tickets:
                    gr.Timer(active=named["status"] != "closed"))
             return
         shown = None
-        for shown in self.chat.respond(history, mode, k, category, turns, uploads, session,
-                                       self.handoff_for(session)):
+        for shown in self.chat.respond(history, mode, k, category, turns, uploads, session):
             yield *shown, gr.skip(), gr.skip()
         records = shown[3] if shown is not None and isinstance(shown[3], list) else []
         if records and records[-1].get("handoff") and records[-1]["first"] == start:
