@@ -480,23 +480,39 @@ class _Turn:
     def _generate(self, messages: list[Message], tools: list[dict] | None):
         """Stream one generation, yielding the customer-visible part with citations checked.
 
-        Returns ``(raw text, visible text)``."""
+        Words that could be the start of a copy of the system prompt wait until the next ones show they are not;
+        once the text repeats it, nothing more is streamed and the customer sees the final answer, which leaves the
+        copy out (:meth:`_finish`). Returns ``(raw text, visible text)``."""
         started = time.perf_counter()
-        raw, shown, visible = "", 0, []
+        raw, shown, visible, copying = "", 0, [], False
         try:
             for piece in self.vlm.stream(messages, tools=tools):
                 raw += piece
-                safe = self._safe_end(raw)
-                if safe > shown:
-                    visible.append(self._verify(raw[shown:safe]))
-                    shown = safe
+                safe = self._unquoted_end(raw, self._safe_end(raw))
+                if not copying and safe > shown:
+                    copying = bool(_shingles(raw[:safe]) & self.agent.system_shingles)
+                    if not copying:
+                        visible.append(self._verify(raw[shown:safe]))
+                        shown = safe
+                        yield visible[-1]
+            end = len(raw) if raw.find("<tool_call>") < 0 else raw.find("<tool_call>")
+            if end > shown:
+                visible.append(self._verify(raw[shown:end]))
+                if not copying and not _shingles(raw[:end]) & self.agent.system_shingles:
                     yield visible[-1]
-            if "<tool_call>" not in raw and shown < len(raw):
-                visible.append(self._verify(raw[shown:]))
-                yield visible[-1]
         finally:
             self.timings["generate"] += time.perf_counter() - started
         return raw, "".join(visible)
+
+    def _unquoted_end(self, raw: str, end: int) -> int:
+        """``end``, moved back before the last words of ``raw[:end]`` when they are a run of the system prompt's
+        words (up to :data:`LEAK_WORDS` - 1 of them), so a copy of it is caught before any of it is shown."""
+        words = list(re.finditer(r"[a-z0-9]+", raw[:end].lower()))
+        for size in range(min(LEAK_WORDS - 1, len(words)), 0, -1):
+            run = " ".join(match.group(0) for match in words[-size:])
+            if f" {run} " in self.agent.system_words:
+                return words[-size].start()
+        return end
 
     @staticmethod
     def _safe_end(raw: str) -> int:
