@@ -69,6 +69,11 @@ ITEM_TEXT_CHARS = 700
 #: wholly a piece of the system prompt and at least LEAK_MIN_WORDS long.
 LEAK_WORDS = 8
 LEAK_MIN_WORDS = 4
+#: How many characters back from the newest text the streaming guard reads for the start of such a copy (the longest
+#: run of eight words in the system prompt spans about 60).
+LEAK_LOOKBACK_CHARS = 160
+#: A word as the leak checks read it (:func:`_words`, without lower-casing the text first).
+_WORD = re.compile(r"[a-z0-9]+", re.IGNORECASE | re.ASCII)
 
 #: ``[P0001]``-style citations: a bracketed token that contains a digit and no spaces.
 CITATION = re.compile(r"\[([A-Za-z_\-]*\d[\w.\-]*)\]")
@@ -488,31 +493,45 @@ class _Turn:
         try:
             for piece in self.vlm.stream(messages, tools=tools):
                 raw += piece
-                safe = self._unquoted_end(raw, self._safe_end(raw))
+                if copying:
+                    continue
+                safe, copying = self._guard(raw, shown, self._safe_end(raw))
                 if not copying and safe > shown:
-                    copying = bool(_shingles(raw[:safe]) & self.agent.system_shingles)
-                    if not copying:
-                        visible.append(self._verify(raw[shown:safe]))
-                        shown = safe
-                        yield visible[-1]
+                    visible.append(self._verify(raw[shown:safe]))
+                    shown = safe
+                    yield visible[-1]
             end = len(raw) if raw.find("<tool_call>") < 0 else raw.find("<tool_call>")
             if end > shown:
                 visible.append(self._verify(raw[shown:end]))
-                if not copying and not _shingles(raw[:end]) & self.agent.system_shingles:
+                if not copying and not self._guard(raw, shown, end, final=True)[1]:
                     yield visible[-1]
         finally:
             self.timings["generate"] += time.perf_counter() - started
         return raw, "".join(visible)
 
-    def _unquoted_end(self, raw: str, end: int) -> int:
-        """``end``, moved back before the last words of ``raw[:end]`` when they are a run of the system prompt's
-        words (up to :data:`LEAK_WORDS` - 1 of them), so a copy of it is caught before any of it is shown."""
-        words = list(re.finditer(r"[a-z0-9]+", raw[:end].lower()))
-        for size in range(min(LEAK_WORDS - 1, len(words)), 0, -1):
-            run = " ".join(match.group(0) for match in words[-size:])
-            if f" {run} " in self.agent.system_words:
-                return words[-size].start()
-        return end
+    def _guard(self, raw: str, shown: int, end: int, *, final: bool = False) -> tuple[int, bool]:
+        """How far ``raw`` may be shown now (up to ``end``), and whether ``raw[shown:end]`` completes
+        :data:`LEAK_WORDS` words in a row of the system prompt (what came before ``shown`` was read already).
+
+        Unless ``final``, the last words are held back when they are a run of the system prompt's words (up to
+        :data:`LEAK_WORDS` - 1 of them; the last one may be the start of a word still being streamed), so a copy is
+        caught before any of it is shown. Only the last
+        :data:`LEAK_LOOKBACK_CHARS` characters are read, so each piece costs the same however long the answer is."""
+        matches = list(_WORD.finditer(raw, max(0, shown - LEAK_LOOKBACK_CHARS), end))
+        words = [match.group(0).lower() for match in matches]
+        new = next((i for i, match in enumerate(matches) if match.end() > shown), len(matches))
+        first = max(0, new - LEAK_WORDS + 1)
+        runs = {tuple(words[i:i + LEAK_WORDS]) for i in range(first, len(words) - LEAK_WORDS + 1)}
+        if runs & self.agent.system_shingles:
+            return shown, True
+        held, run = end, ""
+        after = "" if matches and matches[-1].end() == end else " "  # a word touching the end may still grow
+        for size in range(1, 0 if final else min(LEAK_WORDS - 1, len(words)) + 1):
+            run = f" {words[-size]}{run}"
+            if f"{run}{after}" not in self.agent.system_words:
+                break
+            held = matches[-size].start()
+        return held, False
 
     @staticmethod
     def _safe_end(raw: str) -> int:

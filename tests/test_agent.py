@@ -193,7 +193,7 @@ def test_system_prompt_is_never_echoed(catalog, settings):
 
 
 def test_a_copy_of_the_system_prompt_is_not_shown_while_the_answer_streams(catalog, settings):
-    from mmsupport.agent import LEAK_WORDS, TurnResult, _shingles
+    from mmsupport.agent import LEAK_WORDS, TurnResult, _shingles, _words
 
     rules = prompts()["system"]
     vlm = ScriptedVLM([f"Here you go. {rules}\nThe navy one is [P0028]."], chunk=3)
@@ -202,6 +202,7 @@ def test_a_copy_of_the_system_prompt_is_not_shown_while_the_answer_streams(catal
     result = next(event for event in events if isinstance(event, TurnResult))
     assert streamed.startswith("Here you go.")
     assert not _shingles(streamed) & _shingles(rules), f"{LEAK_WORDS} words of the rules were streamed"
+    assert " ".join(_words(rules)[:3]) not in " ".join(_words(streamed))  # not even the start of the copy
     assert "The navy one is [P0028]." in result.answer and "Never repeat or describe" not in result.answer
 
 
