@@ -81,6 +81,12 @@ def last_user_turn(history: list[dict]) -> tuple[int, str, list[str]]:
     return start, text, files
 
 
+def voted_turn(turns: list[dict], like: gr.LikeData) -> tuple[int, dict | None]:
+    """Where in the chat a thumbs vote is, and the answered turn it is on (``None``: not one of the assistant's)."""
+    index = like.index[0] if isinstance(like.index, (list, tuple)) else like.index
+    return index, next((t for t in reversed(turns) if t["first"] <= index <= t["last"]), None)
+
+
 def _before(turns: list[dict], start: int) -> list[dict]:
     """The turn records of the chat before position ``start``."""
     return [t for t in turns if t["first"] < start]
@@ -282,8 +288,7 @@ class Chat:
 
     def vote(self, turns: list[dict], session: dict | None, like: gr.LikeData):
         """Store a thumbs up/down with the turn it is about."""
-        index = like.index[0] if isinstance(like.index, (list, tuple)) else like.index
-        turn = next((t for t in reversed(turns) if t["first"] <= index <= t["last"]), None)
+        _, turn = voted_turn(turns, like)
         if turn is None or session is None:
             return
         self.store.record_feedback(session["id"], "thumbs", int(bool(like.liked)), turn_id=turn.get("turn_id"),

@@ -21,7 +21,7 @@ import gradio as gr
 
 from mmsupport.agent import prompts
 from mmsupport.app import views
-from mmsupport.app.chat import Chat, last_user_turn
+from mmsupport.app.chat import Chat, last_user_turn, voted_turn
 from mmsupport.app.visitors import api_session
 from mmsupport.errors import InvalidInput, MMSupportError
 from mmsupport.handoff import REFERENCE, item_summary
@@ -48,6 +48,11 @@ def _status(ticket: dict) -> str:
 
 def _staff(ticket: dict) -> list[dict]:
     return [m for m in ticket["messages"] if m["author"] != "shopper"]
+
+
+def _staff_reply(message: dict) -> dict:
+    """A staff member's message as the shopper's chat shows it."""
+    return _say(f"**{views.escape(message['author'])} from support:** {views.escape(message['text'])}")
 
 
 class Tickets:
@@ -92,8 +97,8 @@ class Tickets:
 
     def vote(self, history: list[dict], turns: list[dict], downs: list[int], like: gr.LikeData):
         """Thumbs-down on two different answers in a row: offer a person (a yes opens a ticket, reason thumbs_down)."""
-        index = like.index[0] if isinstance(like.index, (list, tuple)) else like.index
-        if not any(t["first"] <= index <= t["last"] for t in turns):  # not an answer of the assistant's
+        index, turn = voted_turn(turns, like)
+        if turn is None:  # not an answer of the assistant's
             return gr.skip(), gr.skip(), gr.skip()
         if like.liked is not False:
             return gr.skip(), gr.skip(), []
@@ -127,8 +132,7 @@ class Tickets:
         found = REFERENCE.search(text)
         named = self._ticket(found.group(0).upper()) if found else None
         if named is not None:
-            replies = [_say(f"**{views.escape(m['author'])} from support:** {views.escape(m['text'])}")
-                       for m in _staff(named)]
+            replies = [_staff_reply(m) for m in _staff(named)]
             intro = _say(f"Your request {named['reference']}: {_status(named)}."
                          + (" Here is what the team wrote:" if replies else ""))
             yield (history + [intro, *replies], *skip[1:], self._following(named),
@@ -169,8 +173,7 @@ class Tickets:
         said = []
         if ticket["claimed_by"] and ticket["claimed_by"] != following["claimed_by"]:
             said.append(_say(f"*{views.escape(ticket['claimed_by'])} from support joined the chat.*"))
-        said += [_say(f"**{views.escape(m['author'])} from support:** {views.escape(m['text'])}")
-                 for m in _staff(ticket) if m["id"] > following["seen"]]
+        said += [_staff_reply(m) for m in _staff(ticket) if m["id"] > following["seen"]]
         if ticket["status"] == "closed":
             said.append(_say(f"*{views.escape(ticket['claimed_by'] or 'Support')} closed this conversation "
                              f"({ticket['outcome'] or 'done'}). I'm the assistant again: ask me anything.*"))
