@@ -57,10 +57,9 @@ def run(args) -> int:
     from mmsupport.config import load_settings
     from mmsupport.report import build_report
     from mmsupport.report_html import render_html
-    from mmsupport.store import ConversationStore, database_url
+    from mmsupport.store import ConversationStore
 
-    url = args.db_url or database_url(load_settings())
-    store = ConversationStore(url)
+    store = ConversationStore.from_settings(load_settings(database_url=args.db_url))
     report = build_report(store.engine, since=parse_since(args.since), control=args.control)
     if args.html:
         Path(args.html).write_text(render_html(report), encoding="utf-8")
