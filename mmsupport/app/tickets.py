@@ -19,7 +19,7 @@ import logging
 
 import gradio as gr
 
-from mmsupport.agent import prompts
+from mmsupport.agent import load_prompts
 from mmsupport.app import views
 from mmsupport.app.chat import Chat, last_user_turn, voted_turn
 from mmsupport.app.visitors import api_session
@@ -63,6 +63,7 @@ class Tickets:
         self.settings = chat.settings
         self.store = chat.store
         self.handoff_for = chat.handoff_for
+        self.prompts = load_prompts(self.settings.prompt_file)
 
     @staticmethod
     def _following(ticket: dict) -> dict:
@@ -90,8 +91,8 @@ class Tickets:
                                                              items=list({i["id"]: i for i in items}.values()))
         except MMSupportError as error:
             log.warning("Could not hand the conversation off: %s", error)
-            return history + [_say(prompts()["handoff_failed"].format(contact=contact))], gr.skip(), gr.skip()
-        answer = prompts()["handoff_done"].format(reference=reference, contact=contact)
+            return history + [_say(self.prompts["handoff_failed"].format(contact=contact))], gr.skip(), gr.skip()
+        answer = self.prompts["handoff_done"].format(reference=reference, contact=contact)
         following = {"reference": reference, "status": "open", "claimed_by": None, "seen": 0}
         return history + [_say(answer)], following, gr.Timer(active=True)
 
@@ -105,7 +106,7 @@ class Tickets:
         downs = downs if index in downs else [*downs, index]
         if len(downs) < DOWNS_BEFORE_OFFER or not turns:
             return gr.skip(), gr.skip(), downs
-        offer = prompts()["offer_thumbs_down"]
+        offer = self.prompts["offer_thumbs_down"]
         last = {**turns[-1], "history": [*turns[-1]["history"], {**_say(offer), "offered_handoff": True,
                                                                  "offer_reason": "thumbs_down"}]}
         return history + [_say(offer)], [*turns[:-1], last], []
@@ -126,7 +127,7 @@ class Tickets:
         if ticket is not None and ticket["status"] != "closed":
             passed = self._pass_on(ticket["reference"], text)  # waiting: copied for the person who picks it up
             if ticket["status"] == "claimed":  # a person has it: they answer, through the ticket
-                failed = [_say(prompts()["handoff_failed"].format(contact=self.settings.contact))]
+                failed = [_say(self.prompts["handoff_failed"].format(contact=self.settings.contact))]
                 yield history + failed if not passed else gr.skip(), *skip[1:], gr.skip(), gr.skip()
                 return
         found = REFERENCE.search(text)
