@@ -11,6 +11,7 @@ token in the chat with an instant scripted model. Writes bench/results/speech.{j
 from __future__ import annotations
 
 import argparse
+import functools
 import statistics
 import subprocess
 import sys
@@ -81,11 +82,30 @@ VOICES = [("en-gb", 150), ("en-us", 150), ("en-gb-x-rp", 140), ("en-gb-scotland"
 
 
 def normalise(text: str) -> list[str]:
-    """Lower-case words, punctuation dropped (hyphens split words)."""
-    return "".join(c if c.isalnum() or c in " '" else " " for c in text.lower()).replace("'", "").split()
+    """The words Whisper's English text normaliser leaves (the one Whisper's own WER figures use): case and
+    punctuation dropped, numbers, currency and per cent as digits (``forty-two dollars`` -> ``$42``), contractions
+    spelled out (``won't`` -> ``will not``), British spellings as American (``colour`` -> ``color``), fillers dropped.
+
+    >>> normalise("I won't pay forty-two dollars for a T-shirt in that colour!")
+    ['i', 'will', 'not', 'pay', '$42', 'for', 'a', 't', 'shirt', 'in', 'that', 'color']
+    """
+    return _whisper_normaliser()(text).split()
+
+
+@functools.cache
+def _whisper_normaliser():
+    from whisper_normalizer.english import EnglishTextNormalizer
+
+    return EnglishTextNormalizer()
+
+
+def word_errors(reference: str, heard: str) -> int:
+    """Substituted, deleted and inserted words between two texts, after :func:`normalise`."""
+    return edit_distance(normalise(reference), normalise(heard))
 
 
 def edit_distance(reference: list[str], hypothesis: list[str]) -> int:
+    """Levenshtein distance between two word lists."""
     row = list(range(len(hypothesis) + 1))
     for i, ref in enumerate(reference, 1):
         previous, row[0] = row[0], i
@@ -123,7 +143,8 @@ def measure(asr, clips: list[dict], prompt: str, settings) -> dict:
         per_voice.setdefault(clip["voice"], [0, 0])
         per_voice[clip["voice"]][0] += wrong
         per_voice[clip["voice"]][1] += len(reference)
-        rows.append({"reference": clip["text"], "heard": transcript.text, "voice": clip["voice"], "errors": wrong})
+        rows.append({"voice": clip["voice"], "reference": clip["text"], "heard": transcript.text,
+                     "scored": [" ".join(reference), " ".join(hypothesis)], "errors": wrong})
     return {"wer": round(errors / words, 4), "rtf": round(compute_s / audio_s, 4), "audio_s": round(audio_s, 1),
             "compute_s": round(compute_s, 2),
             "wer_by_voice": {voice: round(e / w, 4) for voice, (e, w) in per_voice.items()}, "clips": rows}
@@ -142,10 +163,10 @@ def first_answer_token(settings, catalog, clip: Path, runs: int = 5) -> dict:
     """From the recording attached (end of recording) to the first answer piece, through the chat handlers."""
     from mmsupport.app.chat import Chat
     from mmsupport.app.resources import Resources
-    from mmsupport.feedback import FeedbackLog
+    from mmsupport.store import ConversationStore
 
     resources = Resources(settings, vlm=InstantVLM(), catalog=catalog)
-    chat = Chat(settings, resources, FeedbackLog(Path(tempfile.mkdtemp()) / "feedback.jsonl"))
+    chat = Chat(settings, resources, ConversationStore(f"sqlite:///{Path(tempfile.mkdtemp()) / 'conversations.db'}"))
     resources.asr()  # loaded, as after the first voice message
     times = []
     for _ in range(runs + 1):

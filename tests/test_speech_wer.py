@@ -1,0 +1,24 @@
+"""How bench/speech.py scores a transcript: words differ only where Whisper's English normaliser says they do."""
+
+from bench.speech import normalise, word_errors
+
+
+def test_writing_conventions_are_not_word_errors():
+    assert word_errors("I received the wrong colour, what now?", "I received the wrong color. What now") == 0
+    assert word_errors("Is the t-shirt made of cotton?", "Is the T shirt made of cotton") == 0
+    assert word_errors("It costs $42.", "It costs forty-two dollars.") == 0
+    assert word_errors("Returns within 30 days.", "Returns within thirty days") == 0
+    assert word_errors("Where's my refund?", "Where is my refund?") == 0
+    assert word_errors("Hmm, where is my refund?", "where is my refund") == 0
+
+
+def test_misheard_missing_and_extra_words_each_count_once():
+    assert word_errors("Is this backpack waterproof?", "Is this backpack, walk or proof?") == 3
+    assert word_errors("Where is my refund?", "Where is refund") == 1
+    assert word_errors("Where is my refund?", "So where is my refund?") == 1
+    assert word_errors("Where is my refund?", "") == 4
+
+
+def test_normalised_words_are_what_the_bench_records():
+    assert normalise("I won't pay forty-two dollars for a T-shirt in that colour!") == [
+        "i", "will", "not", "pay", "$42", "for", "a", "t", "shirt", "in", "that", "color"]
