@@ -1,11 +1,14 @@
 """Voice questions: word error rate and speed of the bundled Whisper tiny.en on 50 spoken support questions.
 
 Each question is spoken by Debian's espeak-ng (voices and speeds in rotation), transcribed with the app's settings
-(VAD on, the sample catalog's words as hotwords) at int8 (the CPU default) and float32 in one run, on 2 threads.
+(VAD on, the sample catalog's words as hotwords) at int8 (the CPU default), float32 and int8 without the catalog's
+words, on 2 threads, the three taking each clip in turn. Words are compared after Whisper's English text normaliser.
+``--every-voice`` adds every question in every voice at int8, so the voices are compared over the same sentences.
 Also: the first load of the model, and the time from the end of a recording (the file attached) to the first answer
-token in the chat with an instant scripted model. Writes bench/results/speech.{json,png}.
+token in the chat with an instant scripted model. Writes bench/results/speech.{json,png}: WER and RTF per run, WER
+by voice, and each clip with errors (what was said, what was heard, the words scored).
 
-    python bench/speech.py [--threads 2] [--out bench/results/speech.json]
+    python bench/speech.py [--threads 2] [--every-voice] [--out bench/results/speech.json]
 """
 
 from __future__ import annotations
@@ -114,40 +117,49 @@ def edit_distance(reference: list[str], hypothesis: list[str]) -> int:
     return row[-1]
 
 
-def speak(folder: Path) -> list[dict]:
+def speak(folder: Path, every_voice: bool = False) -> list[dict]:
+    """The questions as WAVs, each in the next voice of :data:`VOICES` in turn, or in every voice."""
     clips = []
     for n, text in enumerate(QUESTIONS):
-        voice, speed = VOICES[n % len(VOICES)]
-        path = folder / f"q{n:02d}.wav"
-        subprocess.run(["espeak-ng", "-v", voice, "-s", str(speed), "-w", str(path), text], check=True)
-        clips.append({"text": text, "voice": f"{voice}@{speed}", "path": path})
+        for voice, speed in VOICES if every_voice else [VOICES[n % len(VOICES)]]:
+            path = folder / f"q{n:02d}-{voice}-{speed}.wav"
+            subprocess.run(["espeak-ng", "-v", voice, "-s", str(speed), "-w", str(path), text], check=True)
+            clips.append({"text": text, "voice": f"{voice}@{speed}", "path": path})
     return clips
 
 
-def measure(asr, clips: list[dict], prompt: str, settings) -> dict:
+def measure(runs: dict[str, tuple], clips: list[dict], settings) -> dict[str, dict]:
+    """Word error rate and real-time factor of each run (name -> ``(asr, prompt)``) over ``clips``; the runs take
+    each clip in turn, so a change of load on the machine weighs on all of them alike."""
     from mmsupport.speech import load_audio
 
-    errors = words = 0
-    audio_s = compute_s = 0.0
-    per_voice: dict[str, list[int]] = {}
-    rows = []
+    rows: dict[str, list[dict]] = {name: [] for name in runs}
     for clip in clips:
         samples = load_audio(clip["path"], max_seconds=settings.max_audio_seconds, max_mb=settings.max_upload_mb)
-        started = time.perf_counter()
-        transcript = asr.transcribe_audio(samples, prompt=prompt)
-        compute_s += time.perf_counter() - started
-        audio_s += transcript.duration_s
-        reference, hypothesis = normalise(clip["text"]), normalise(transcript.text)
-        wrong = edit_distance(reference, hypothesis)
-        errors, words = errors + wrong, words + len(reference)
-        per_voice.setdefault(clip["voice"], [0, 0])
-        per_voice[clip["voice"]][0] += wrong
-        per_voice[clip["voice"]][1] += len(reference)
-        rows.append({"voice": clip["voice"], "reference": clip["text"], "heard": transcript.text,
-                     "scored": [" ".join(reference), " ".join(hypothesis)], "errors": wrong})
-    return {"wer": round(errors / words, 4), "rtf": round(compute_s / audio_s, 4), "audio_s": round(audio_s, 1),
-            "compute_s": round(compute_s, 2),
-            "wer_by_voice": {voice: round(e / w, 4) for voice, (e, w) in per_voice.items()}, "clips": rows}
+        for name, (asr, prompt) in runs.items():
+            started = time.perf_counter()
+            transcript = asr.transcribe_audio(samples, prompt=prompt)
+            seconds = time.perf_counter() - started
+            reference, hypothesis = normalise(clip["text"]), normalise(transcript.text)
+            rows[name].append({"voice": clip["voice"], "reference": clip["text"], "heard": transcript.text,
+                               "scored": [" ".join(reference), " ".join(hypothesis)],
+                               "errors": edit_distance(reference, hypothesis), "words": len(reference),
+                               "audio_s": transcript.duration_s, "compute_s": seconds})
+    return {name: summarise(rows[name]) for name in runs}
+
+
+def summarise(rows: list[dict]) -> dict:
+    """WER and RTF over ``rows``, WER by voice, and the clips that have errors."""
+    per_voice: dict[str, list[int]] = {}
+    for row in rows:
+        errors, words = per_voice.setdefault(row["voice"], [0, 0])
+        per_voice[row["voice"]] = [errors + row["errors"], words + row["words"]]
+    audio_s, compute_s = sum(r["audio_s"] for r in rows), sum(r["compute_s"] for r in rows)
+    return {"wer": round(sum(r["errors"] for r in rows) / sum(r["words"] for r in rows), 4),
+            "rtf": round(compute_s / audio_s, 4), "audio_s": round(audio_s, 1), "compute_s": round(compute_s, 2),
+            "wer_by_voice": {voice: round(e / w, 4) for voice, (e, w) in per_voice.items()},
+            "errors": [{k: row[k] for k in ("voice", "reference", "heard", "scored", "errors")}
+                       for row in rows if row["errors"]]}
 
 
 class InstantVLM(VLM):
@@ -186,6 +198,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--out", type=Path, default=REPO / "bench" / "results" / "speech.json")
+    parser.add_argument("--every-voice", action="store_true",
+                        help="also every question in every voice at int8 (WER by voice over the same sentences)")
     args = parser.parse_args()
 
     started = time.perf_counter()
@@ -203,17 +217,23 @@ def main() -> None:
     prompt = catalog_prompt(catalog)
     clips = speak(folder)
     float32 = WhisperASR(settings.asr_model, compute_type="float32", cpu_threads=args.threads)
-    results = {"int8": measure(int8, clips, prompt, settings), "float32": measure(float32, clips, prompt, settings),
-               "int8_without_catalog_words": measure(int8, clips, "", settings)}
+    results = measure({"int8": (int8, prompt), "float32": (float32, prompt), "int8_without_catalog_words": (int8, "")},
+                      clips, settings)
+    if args.every_voice:
+        results["int8_every_voice"] = measure({"int8": (int8, prompt)}, speak(folder, every_voice=True),
+                                              settings)["int8"]
     latency = first_answer_token(settings, catalog, clips[0]["path"])
     result = {"model": settings.asr_model.split("site-packages/")[-1], "threads": args.threads,
               "questions": len(clips), "voices": [f"{v}@{s}" for v, s in VOICES], "prompt": prompt,
+              "set": f"{len(clips)} questions, each spoken in the next voice of {len(VOICES)} in turn"
+                     + (f"; int8_every_voice: each in all {len(VOICES)}" if args.every_voice else ""),
               "first_load_s": round(first_load_s, 3), "end_of_recording_to_first_token": latency,
               "bars": {"wer_max": 0.10, "rtf_max": 0.3}, **results}
     write_result(args.out, result)
     plot(result, args.out.with_suffix(".png"))
     for name in results:
-        print(f"{name}: WER {results[name]['wer']:.3f}  RTF {results[name]['rtf']:.3f}")
+        print(f"{name}: WER {results[name]['wer']:.3f}  RTF {results[name]['rtf']:.3f}  by voice",
+              results[name]["wer_by_voice"])
     print(f"first load {first_load_s:.2f} s; end of recording to first token p50 {latency['p50_s']:.2f} s")
 
 
@@ -229,8 +249,8 @@ def plot(result: dict, path: Path) -> None:
     left.axhline(result["bars"]["wer_max"], color="#dc2626", linestyle="--", label="bar 10%")
     left.set_title("Word error rate, 50 spoken questions")
     left.legend()
-    voices = list(result["int8"]["wer_by_voice"])
-    right.bar(voices, [result["int8"]["wer_by_voice"][v] for v in voices], color="#0d9488")
+    by_voice = result.get("int8_every_voice", result["int8"])["wer_by_voice"]
+    right.bar(list(by_voice), list(by_voice.values()), color="#0d9488")
     right.set_title(f"int8 WER by espeak-ng voice (RTF int8 {result['int8']['rtf']:.2f}, "
                     f"float32 {result['float32']['rtf']:.2f})")
     right.tick_params(axis="x", rotation=30)
