@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import functools
+import os
 import statistics
 import subprocess
 import sys
@@ -137,19 +138,23 @@ def measure(runs: dict[str, tuple], clips: list[dict], settings) -> dict[str, di
     for clip in clips:
         samples = load_audio(clip["path"], max_seconds=settings.max_audio_seconds, max_mb=settings.max_upload_mb)
         for name, (asr, prompt) in runs.items():
-            started = time.perf_counter()
+            started, cpu_started = time.perf_counter(), time.process_time()
             transcript = asr.transcribe_audio(samples, prompt=prompt)
-            seconds = time.perf_counter() - started
+            seconds, cpu_s = time.perf_counter() - started, time.process_time() - cpu_started
             reference, hypothesis = normalise(clip["text"]), normalise(transcript.text)
             rows[name].append({"voice": clip["voice"], "reference": clip["text"], "heard": transcript.text,
                                "scored": [" ".join(reference), " ".join(hypothesis)],
                                "errors": edit_distance(reference, hypothesis), "words": len(reference),
-                               "audio_s": transcript.duration_s, "compute_s": seconds})
+                               "audio_s": transcript.duration_s, "compute_s": seconds, "cpu_s": cpu_s})
     return {name: summarise(rows[name]) for name in runs}
 
 
 def summarise(rows: list[dict]) -> dict:
-    """WER and RTF over ``rows``, WER by voice, and the clips that have errors."""
+    """WER and RTF over ``rows``, WER by voice, and the clips that have errors.
+
+    ``rtf`` is wall-clock time per second of audio. ``cpu_per_audio_s`` is the process's CPU time (all threads) per
+    second of audio: other work on a shared host barely moves it, so it tells a busy machine from a slower
+    transcriber (on an idle host with 2 threads the RTF is at least half of it)."""
     per_voice: dict[str, list[int]] = {}
     for row in rows:
         errors, words = per_voice.setdefault(row["voice"], [0, 0])
@@ -157,6 +162,7 @@ def summarise(rows: list[dict]) -> dict:
     audio_s, compute_s = sum(r["audio_s"] for r in rows), sum(r["compute_s"] for r in rows)
     return {"wer": round(sum(r["errors"] for r in rows) / sum(r["words"] for r in rows), 4),
             "rtf": round(compute_s / audio_s, 4), "audio_s": round(audio_s, 1), "compute_s": round(compute_s, 2),
+            "cpu_per_audio_s": round(sum(r["cpu_s"] for r in rows) / audio_s, 4),
             "wer_by_voice": {voice: round(e / w, 4) for voice, (e, w) in per_voice.items()},
             "errors": [{k: row[k] for k in ("voice", "reference", "heard", "scored", "errors")}
                        for row in rows if row["errors"]]}
@@ -202,6 +208,7 @@ def main() -> None:
                         help="also every question in every voice at int8 (WER by voice over the same sentences)")
     args = parser.parse_args()
 
+    load_at_start = os.getloadavg()[0]
     started = time.perf_counter()
     from mmsupport.speech import WhisperASR
 
@@ -228,11 +235,13 @@ def main() -> None:
               "set": f"{len(clips)} questions, each spoken in the next voice of {len(VOICES)} in turn"
                      + (f"; int8_every_voice: each in all {len(VOICES)}" if args.every_voice else ""),
               "first_load_s": round(first_load_s, 3), "end_of_recording_to_first_token": latency,
-              "bars": {"wer_max": 0.10, "rtf_max": 0.3}, **results}
+              "bars": {"wer_max": 0.10, "rtf_max": 0.3},
+              "load_average_1m": [round(load_at_start, 1), round(os.getloadavg()[0], 1)], **results}
     write_result(args.out, result)
     plot(result, args.out.with_suffix(".png"))
     for name in results:
-        print(f"{name}: WER {results[name]['wer']:.3f}  RTF {results[name]['rtf']:.3f}  by voice",
+        print(f"{name}: WER {results[name]['wer']:.3f}  RTF {results[name]['rtf']:.3f}  CPU s per audio s "
+              f"{results[name]['cpu_per_audio_s']:.3f}  by voice",
               results[name]["wer_by_voice"])
     print(f"first load {first_load_s:.2f} s; end of recording to first token p50 {latency['p50_s']:.2f} s")
 

@@ -29,12 +29,12 @@ def test_the_summary_gives_wer_by_voice_and_keeps_each_misheard_clip():
 
     def row(voice, reference, heard):
         return {"voice": voice, "reference": reference, "heard": heard, "scored": [], "audio_s": 2.0,
-                "compute_s": 0.5, "errors": word_errors(reference, heard), "words": len(normalise(reference))}
+                "compute_s": 0.5, "cpu_s": 0.8, "errors": word_errors(reference, heard), "words": len(normalise(reference))}
 
     summary = summarise([row("en-gb@150", "Where is my refund?", "Where is my refund"),
                          row("en-gb@150", "Is this backpack waterproof?", "Is this backpack, walk or proof?"),
                          row("en-us@150", "How do I track my parcel?", "How do I track my parcel?")])
     assert summary["wer_by_voice"] == {"en-gb@150": 0.375, "en-us@150": 0.0}
-    assert summary["wer"] == round(3 / 14, 4) and summary["rtf"] == 0.25
+    assert summary["wer"] == round(3 / 14, 4) and summary["rtf"] == 0.25 and summary["cpu_per_audio_s"] == 0.4
     assert [(e["voice"], e["heard"], e["errors"]) for e in summary["errors"]] == [
         ("en-gb@150", "Is this backpack, walk or proof?", 3)]
