@@ -36,9 +36,11 @@ class ImageEmbedder:
     """A loaded CLIP/SigLIP model producing unit-length float32 vectors (cosine = dot product).
 
     ``name`` is what it was loaded from, ``fingerprint`` names its weights (what a table records), ``dim`` the
-    vector size. ``device``: ``auto`` (CUDA when available), ``cpu`` or ``cuda[:n]``."""
+    vector size. ``device``: ``auto`` (CUDA when available), ``cpu`` or ``cuda[:n]``. ``quantization``: ``auto``
+    (int8 dynamic on a CPU with fbgemm kernels: half the time of fp32 in bench/image_embeddings.py, cosine 0.9995
+    to it; none on CUDA), ``none`` or ``int8-dynamic``."""
 
-    def __init__(self, name: str, *, device: str = "auto"):
+    def __init__(self, name: str, *, device: str = "auto", quantization: str = "auto"):
         import torch
         from transformers import AutoModel, AutoProcessor
 
@@ -58,7 +60,15 @@ class ImageEmbedder:
         self.device = ("cuda" if torch.cuda.is_available() else "cpu") if device == "auto" else device
         self.model.to(self.device).eval()
         self.name = name
-        self.fingerprint = fingerprint(self.model)
+        self.fingerprint = fingerprint(self.model)  # of the weights as trained, whatever runs them here
+        if quantization == "auto":
+            fbgemm = {"fbgemm", "x86"} & set(torch.backends.quantized.supported_engines)
+            quantization = "int8-dynamic" if self.device == "cpu" and fbgemm else "none"
+        if quantization == "int8-dynamic":
+            from mmsupport.int8 import quantize_int8_dynamic
+
+            quantize_int8_dynamic(self.model)
+        self.quantization = quantization
         self.can_embed_text = hasattr(self.model, "get_text_features")
         self.dim = int(self.embed_images([_probe()]).shape[1])
         self._queries: OrderedDict[str, np.ndarray] = OrderedDict()

@@ -99,3 +99,25 @@ def test_search_cli_with_an_image(image_catalog_settings, capsys, tmp_path):
     bad.write_bytes(b"not a photo")
     assert main(["search", "--image", str(bad), "--mode", "image", *where]) == 2
     assert "not an image" in capsys.readouterr().err
+
+
+def test_eval_retrieval_scores_photo_queries_by_words_photo_and_both(image_catalog_settings, capsys, tmp_path):
+    from mmsupport.photo_evaluation import evaluate_photos, load_photo_queries
+
+    lines = [{"image": str(SAMPLE_DATA_DIR / "images" / "P0061.png"), "id": "P0061", "relevant": ["P0062"],
+              "text": "trail running shoe"},
+             {"image": str(SAMPLE_DATA_DIR / "images" / "P0007.png"), "relevant": ["P0007"]}]
+    photos = tmp_path / "photos.jsonl"
+    photos.write_text("".join(json.dumps(line) + "\n" for line in lines))
+    results = evaluate_photos(Catalog.open(image_catalog_settings), load_photo_queries(photos), k=5)
+    assert results["image-only"]["n"] == 2 and results["text-only"]["n"] == results["fused"]["n"] == 1
+    assert results["image-only"]["mrr@5"] >= 0.5  # P0007's own picture is first (P0061 is left out of its own)
+    where = ["--db", str(image_catalog_settings.db_dir), "--table", image_catalog_settings.table,
+             "--image-model", image_catalog_settings.image_embedding_model]
+    assert main(["eval", "retrieval", "--photos", str(photos), "-k", "5", *where]) == 0
+    table = capsys.readouterr().out
+    assert all(side in table for side in ("text-only", "image-only", "fused"))
+    assert main(["eval", "retrieval", "--photos", str(photos), "-k", "5", "--json", *where]) == 0
+    again = json.loads(capsys.readouterr().out)
+    assert {side: {k: v for k, v in s.items() if k != "p50_ms"} for side, s in again.items()} == {
+        side: {k: v for k, v in s.items() if k != "p50_ms"} for side, s in results.items()}
