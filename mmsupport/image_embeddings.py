@@ -21,7 +21,9 @@ from mmsupport.errors import ModelUnavailable
 
 logger = logging.getLogger(__name__)
 
-#: Pictures embedded per forward pass at ingest.
+#: Pictures embedded per forward pass at ingest; one under int8 dynamic quantization, whose activation scales are
+#: taken per call, so that a picture's vector does not depend on the pictures batched with it (a shopper's copy of
+#: a catalog picture must give the catalog's vector), at no cost on a CPU (bench/image_embeddings.py).
 BATCH = 16
 #: Query photos whose vectors are kept (a turn's searches embed its photo once).
 QUERY_CACHE = 64
@@ -69,21 +71,22 @@ class ImageEmbedder:
 
             quantize_int8_dynamic(self.model)
         self.quantization = quantization
+        self.batch = 1 if quantization == "int8-dynamic" else BATCH
         self.can_embed_text = hasattr(self.model, "get_text_features")
         self.dim = int(self.embed_images([_probe()]).shape[1])
         self._queries: OrderedDict[str, np.ndarray] = OrderedDict()
         self._lock = threading.Lock()
 
     def embed_images(self, images: list, *, progress: bool = False) -> np.ndarray:
-        """Pictures (paths, bytes or PIL images) as an ``(n, dim)`` array, in batches of :data:`BATCH`."""
+        """Pictures (paths, bytes or PIL images) as an ``(n, dim)`` array, in batches of ``batch``."""
         from tqdm.auto import tqdm
 
         from mmsupport.images import load_image
 
         out = []
         with tqdm(total=len(images), desc="image vectors", unit="image", disable=not progress) as bar:
-            for start in range(0, len(images), BATCH):
-                batch = [load_image(image, max_side=DECODE_SIDE) for image in images[start:start + BATCH]]
+            for start in range(0, len(images), self.batch):
+                batch = [load_image(image, max_side=DECODE_SIDE) for image in images[start:start + self.batch]]
                 out.append(self._forward("get_image_features", self.processor(images=batch, return_tensors="pt")))
                 bar.update(len(batch))
         return np.concatenate(out) if out else np.empty((0, getattr(self, "dim", 0)), dtype=np.float32)

@@ -195,3 +195,11 @@ def test_a_tiny_siglip_works_the_same_way(tmp_path, images):
     catalog.ingest_csv(write_csv(tmp_path / "a.csv", ROWS), images_dir=images, progress=False)
     assert catalog.search("", mode="image", image=images / "p1.png", k=1)[0].id == "p1"
     assert len(catalog.search("black smartwatch", mode="image", k=2)) == 2
+
+
+def test_a_pictures_vector_does_not_depend_on_the_pictures_embedded_with_it(tiny_clip_dir):
+    embedder = ImageEmbedder(str(tiny_clip_dir))
+    pictures = [SAMPLE_DATA_DIR / "images" / f"P{n:04d}.png" for n in (1, 30, 60)]
+    alone = embedder.embed_images(pictures[:1])[0]
+    assert np.array_equal(embedder.embed_images(pictures)[0], alone)
+    assert np.array_equal(embedder.embed_query(pictures[0]), alone)
