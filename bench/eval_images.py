@@ -22,6 +22,8 @@ import json
 import random
 from pathlib import Path
 
+import torch
+
 from machine import write_result
 from mmsupport.__main__ import main as mmsupport
 from mmsupport.catalog import Catalog
@@ -76,7 +78,10 @@ def main() -> None:
     parser.add_argument("--describe", action="store_true", help="words from the VLM instead of the product name")
     parser.add_argument("--model", help="with --describe: the VLM")
     parser.add_argument("--out", type=Path, default=REPO_DIR / "bench" / "results" / "eval_images.json")
+    parser.add_argument("--threads", type=int, default=1,
+                        help="torch threads (default 1: on a shared, oversubscribed CPU more threads only spin)")
     args = parser.parse_args()
+    torch.set_num_threads(args.threads)
     args.work.mkdir(parents=True, exist_ok=True)
     model = str(tiny_clip(args.work / "tiny-clip")) if args.image_model == "tiny" else args.image_model
     styles = args.evaldata / "fashion-product-images-small" / "styles.csv"

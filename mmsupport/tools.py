@@ -116,7 +116,7 @@ class Toolbox:
         where, ignored = self.where(filters)
         photo = self.photo_vector()
         mode = self.settings.search_mode
-        if mode == "image" and photo is None and self.catalog.image_embedder is None:
+        if mode == "image" and photo is None and not self._can_search_pictures():
             mode, note = "hybrid", f"{note or ''}; image search is unavailable, searched the words".lstrip("; ")
         items = self.catalog.search(query, mode=mode, k=k, where=where, image=photo)
         error = f"ignored unknown filters: {', '.join(ignored)}" if ignored else None
@@ -124,6 +124,14 @@ class Toolbox:
         yield self._record(Step("search_catalog", arguments, [item.id for item in items],
                                 time.perf_counter() - started, error, note), items)
         return items
+
+    def _can_search_pictures(self) -> bool:
+        try:
+            self.catalog.check_model("image_vector")
+        except MMSupportError as error:
+            logger.info("Image mode searches the words: %s", error)
+            return False
+        return True
 
     def photo_vector(self):
         """The turn's photo as an image vector, embedded once per turn; ``None`` without a photo or when image

@@ -121,3 +121,12 @@ def test_eval_retrieval_scores_photo_queries_by_words_photo_and_both(image_catal
     again = json.loads(capsys.readouterr().out)
     assert {side: {k: v for k, v in s.items() if k != "p50_ms"} for side, s in again.items()} == {
         side: {k: v for k, v in s.items() if k != "p50_ms"} for side, s in results.items()}
+
+
+def test_image_mode_without_image_search_searches_the_words(image_catalog_settings):
+    import dataclasses
+
+    settings = dataclasses.replace(image_catalog_settings, image_embedding_model="off", search_mode="image")
+    result = Agent(ScriptedVLM(), Catalog.open(settings), settings).run_turn("waterproof hiking boots")
+    step = next(step for step in result.steps if step.tool == "search_catalog")
+    assert step.error is None and "image search is unavailable" in step.note and step.result_ids
