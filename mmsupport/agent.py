@@ -215,6 +215,7 @@ class _Turn:
         self.notices: list[str] = []
         self.text = self._check(message or "", images)
         self.images = [load_image(image, max_side=self.settings.image_max_side) for image in images]
+        self.tools.photo = self.images[0] if self.images else None
         self.intent = Intent(SEARCH, "a question for the catalog")
         self.focus = Focus(reason="the message has its own photo" if images else "the conversation has just started")
         self.query = ""

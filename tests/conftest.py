@@ -96,6 +96,28 @@ def tiny_vlm_dir(tmp_path_factory):
 
 
 @pytest.fixture(scope="session")
+def tiny_clip_dir(tmp_path_factory):
+    """Folder of a tiny random CLIP (model + processor), loadable like openai/clip-vit-base-patch32."""
+    from tiny_models import build_tiny_image_model
+
+    return build_tiny_image_model(tmp_path_factory.mktemp("tiny_clip"), "clip")
+
+
+@pytest.fixture(scope="session")
+def image_catalog_settings(tmp_path_factory, tiny_clip_dir):
+    """Settings whose table is the sample catalog with image vectors from the tiny CLIP, built once per session."""
+    from mmsupport.catalog import ensure_sample_catalog
+    from mmsupport.config import SAMPLE_DATA_DIR, load_settings
+
+    if not (SAMPLE_DATA_DIR / "products.csv").is_file():
+        pytest.skip("the sample catalog is not generated yet: run python data/generate_sample.py")
+    settings = load_settings(db_dir=tmp_path_factory.mktemp("image_db"), table="catalog",
+                             image_embedding_model=str(tiny_clip_dir))
+    ensure_sample_catalog(settings)
+    return settings
+
+
+@pytest.fixture(scope="session")
 def sample_catalog_settings(tmp_path_factory):
     """Settings whose table is the bundled sample catalog (data/), built once per session in a temp LanceDB folder."""
     from mmsupport.catalog import ensure_sample_catalog

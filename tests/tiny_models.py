@@ -181,3 +181,41 @@ def build_tiny_vlm(path: str | Path, arch: str = "idefics3", width: int = WIDTH)
     model.save_pretrained(path)
     processor.save_pretrained(path)
     return path
+
+
+#: Image–text architectures :func:`build_tiny_image_model` builds.
+IMAGE_ARCHS = ("clip", "siglip")
+
+
+def build_tiny_image_model(path: Path, arch: str = "clip", *, image_size: int = 64, seed: int = 0) -> Path:
+    """Write a tiny random CLIP or SigLIP (model + processor) to ``path``; it loads with ``AutoModel`` +
+    ``AutoProcessor`` like ``openai/clip-vit-base-patch32``. Identical pixels still give identical vectors, so an
+    exact catalog picture finds its own row whatever the weights; another ``seed`` gives another model."""
+    import torch
+    from transformers import (CLIPConfig, CLIPImageProcessor, CLIPModel, CLIPProcessor, SiglipConfig,
+                              SiglipImageProcessor, SiglipModel, SiglipProcessor, SiglipTextConfig,
+                              SiglipVisionConfig)
+
+    torch.manual_seed(seed)
+    path = Path(path)
+    tokenizer = train_tokenizer("llava")
+    text = dict(vocab_size=len(tokenizer), hidden_size=32, intermediate_size=64, num_hidden_layers=2,
+                num_attention_heads=2, max_position_embeddings=32, pad_token_id=tokenizer.pad_token_id,
+                eos_token_id=tokenizer.eos_token_id, bos_token_id=tokenizer.bos_token_id)
+    vision = dict(hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=2,
+                  image_size=image_size, patch_size=8)
+    if arch == "clip":
+        model = CLIPModel(CLIPConfig(text_config=text, vision_config=vision, projection_dim=24))
+        images = CLIPImageProcessor(size={"shortest_edge": image_size},
+                                    crop_size={"height": image_size, "width": image_size})
+        processor = CLIPProcessor(image_processor=images, tokenizer=tokenizer)
+    elif arch == "siglip":
+        model = SiglipModel(SiglipConfig(text_config=SiglipTextConfig(**text).to_dict(),
+                                         vision_config=SiglipVisionConfig(**vision).to_dict()))
+        images = SiglipImageProcessor(size={"height": image_size, "width": image_size})
+        processor = SiglipProcessor(image_processor=images, tokenizer=tokenizer)
+    else:
+        raise ValueError(f"unknown image architecture {arch!r}; use one of {IMAGE_ARCHS}")
+    model.save_pretrained(path)
+    processor.save_pretrained(path)
+    return path

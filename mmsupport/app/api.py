@@ -80,15 +80,19 @@ class Api:
                                             variant=session["variant"], channel="api")
         return {"recorded": True}
 
-    def search(self, query: str, mode: str = "", k: int | None = None, category: str | None = None) -> list[dict]:
-        """Search the catalog: items best first, each with id, kind, title, text, price, score."""
+    def search(self, query: str, mode: str = "", k: int | None = None, category: str | None = None,
+               image: str | None = None) -> list[dict]:
+        """Search the catalog: items best first, each with id, kind, title, text, price, score. ``image``: a photo
+        to search with (mode ``image``: the pictures alone; other modes: fused with the words' results)."""
         with views.ui_errors():
             turn = self.chat.turn_settings(mode or self.settings.search_mode,
                                            self.settings.top_k if k is None else k, category)
-            if not (query or "").strip():
-                raise InvalidInput("The query is empty.", hint="Send some words to search for.")
+            if not (query or "").strip() and not image:
+                raise InvalidInput("The query is empty.", hint="Send some words to search for, or a photo.")
+            photo = self.chat.images([image], {})[0] if image else None
             catalog = self.chat.resources.wait_for_catalog()
-            items = catalog.search(query, mode=turn.search_mode, k=turn.top_k, where=category_filter(turn.category))
+            items = catalog.search(query or "", mode=turn.search_mode, k=turn.top_k,
+                                   where=category_filter(turn.category), image=photo)
             return [views.item_dict(item) for item in items]
 
     def register(self) -> None:
@@ -118,5 +122,5 @@ class Api:
         feedback_button.click(self.feedback, [session_id, kind, value, turn_id], recorded, api_name="feedback",
                               concurrency_id="search", concurrency_limit=SEARCH_CONCURRENCY)
         # Searches have their own queue slots: they never wait behind model turns, which run two at a time.
-        search_button.click(self.search, [query, mode, k, category], result, api_name="search",
+        search_button.click(self.search, [query, mode, k, category, image], result, api_name="search",
                             concurrency_id="search", concurrency_limit=SEARCH_CONCURRENCY)

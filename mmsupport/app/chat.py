@@ -25,6 +25,7 @@ from mmsupport.app import turnlog, views, voice
 from mmsupport.app.resources import Resources
 from mmsupport.app.turnlog import TurnClock
 from mmsupport.app.visitors import Visitors
+from mmsupport.catalog import category_filter
 from mmsupport.config import SEARCH_MODES, Settings
 from mmsupport.errors import InvalidInput, MMSupportError
 from mmsupport.experiments import Experiments
@@ -275,6 +276,31 @@ class Chat:
         """Clicking a card shows the item's details and asks a follow-up question about that item."""
         item = items[selected.index]
         return history + [{"role": "user", "content": views.escape(views.follow_up(item))}], views.details(item)
+
+    def choose(self, items: list, selected: gr.SelectData):
+        """Remember the card clicked, and offer "More like this" when it is a product with a picture and image
+        search is on."""
+        item = items[selected.index]
+        catalog = self.resources.catalog
+        offer = (item.kind == "product" and bool(item.image) and catalog is not None
+                 and catalog.image_embedder is not None)
+        return item, gr.Button(visible=offer)
+
+    def more_like_this(self, item, category: str | None):
+        """The gallery's cards become the products whose pictures look most like ``item``'s (itself left out)."""
+        if item is None:
+            return gr.skip(), gr.skip(), gr.skip()
+        turn = self.turn_settings("image", self.settings.top_k, category)
+        try:
+            found = self.resources.wait_for_catalog().search("", mode="image", image=item.image, k=turn.top_k + 1,
+                                                             where=category_filter(turn.category))
+        except MMSupportError as error:
+            log.warning("More like this failed: %s", error)
+            gr.Warning("Similar-looking items cannot be shown right now. Please try again later.")
+            return gr.skip(), gr.skip(), gr.skip()
+        found = [other for other in found if other.id != item.id][: turn.top_k]
+        return (views.cards(found, self.placeholder), found,
+                f"**Items that look like {views.escape(item.title)}** (tap one to ask about it)")
 
     def show_cited(self, target: str, turns: list[dict]):
         """A citation link was clicked (``target`` is ``"<id>|<nonce>"``): show the cards of the newest turn that

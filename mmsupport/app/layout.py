@@ -45,6 +45,7 @@ CSS = """
 #chat img {max-height: 220px; width: auto}
 #chat code {white-space: nowrap}
 #talk-to-person {align-self: flex-start; min-height: 44px; width: auto; flex: none}
+#more-like-this {align-self: flex-start; min-height: 44px; width: auto}
 #items .caption-label {position: static; white-space: normal; font-size: 0.8em; max-width: none;
   background: none; color: var(--body-text-color); padding: 4px 2px; text-align: left}
 #items:not(:has(.thumbnail-item)) {display: none}
@@ -140,16 +141,17 @@ def _assistant(settings: Settings) -> dict:
             gallery = gr.Gallery(label="Items we found (tap one to ask about it)", elem_id="items", columns=2,
                                  height="auto", allow_preview=False, object_fit="contain", interactive=False)
             details = gr.Markdown(elem_id="item-details")
+            more = gr.Button("More like this", visible=False, size="md", elem_id="more-like-this")
             with gr.Accordion("Search settings", open=False):
                 mode = gr.Radio(list(SEARCH_MODES), value=settings.search_mode, label="Search mode",
-                                info="fts = keyword (full-text) search")
+                                info="fts = keyword (full-text) search; image = items that look alike")
                 k = gr.Slider(1, MAX_SLIDER_K, value=settings.top_k, step=1, label="Items to retrieve (k)")
                 category = gr.Dropdown(["All"], value=settings.category or "All", label="Category",
                                        allow_custom_value=True, elem_id="category")
             gr.Examples(label="Try", examples=_examples(), inputs=textbox, examples_per_page=4)
     cite = gr.Textbox(elem_id="cite-target", show_label=False, container=False)
-    return dict(chatbot=chatbot, error=error, textbox=textbox, gallery=gallery, details=details, mode=mode, k=k,
-                category=category, cite=cite, talk=talk, **outcome)
+    return dict(chatbot=chatbot, error=error, textbox=textbox, gallery=gallery, details=details, more=more,
+                mode=mode, k=k, category=category, cite=cite, talk=talk, **outcome)
 
 
 def _start(chat: Chat, visitor: str | None):
@@ -193,6 +195,8 @@ def _wire(chat: Chat, tickets: Tickets, c: dict, s: dict) -> None:
             tickets.respond, answer_inputs, answer_outputs, **answering),
         gallery.select(chat.ask_about, [items, chatbot], [chatbot, c["details"]], **private).success(
             tickets.respond, answer_inputs, answer_outputs, **answering)]
+    gallery.select(chat.choose, items, [s["chosen"], c["more"]], show_progress="hidden", **private)
+    c["more"].click(chat.more_like_this, [s["chosen"], c["category"]], [gallery, items, c["details"]], **private)
     chatbot.undo(chat.undo, [chatbot, turns], [chatbot, turns, textbox, gallery, items], **private)
     chatbot.clear(chat.clear, outputs=[chatbot, gallery, items, turns, c["details"], c["error"]], **private)
     chatbot.clear(chat.visitors.restart, [session, s["visitor"]], session, **private)
@@ -228,6 +232,7 @@ def build_demo(settings: Settings | None = None, *, vlm: VLM | None = None, cata
         turns, items, uploads = gr.State([]), gr.State([]), gr.State({})
         states = {"turns": turns, "items": items, "uploads": uploads, "visitor": visitors.visitor_state(),
                   "session": gr.State(None), "following": gr.State(None), "downs": gr.State([]),
+                  "chosen": gr.State(None),
                   "poll": gr.Timer(POLL_SECONDS, active=False)}
         gr.Markdown("## Ask about a product, or show us a photo", elem_id="title")
         status = gr.Markdown(elem_id="status", elem_classes=["ready"])

@@ -50,6 +50,7 @@ class Resources:
             try:
                 catalog = _open_catalog(self.settings)
                 catalog.embedder  # load the text embedder now, not on the first question
+                catalog.image_embedder  # and the image model (None, with the reason in image_status, if unavailable)
                 self.catalog, self.catalog_state = catalog, "ready"
             except MMSupportError as error:
                 self.catalog_error, self.catalog_state = error, "unavailable"
@@ -152,7 +153,8 @@ class Resources:
         else:
             line = (f"**Model unavailable:** {html.escape(self.model_reason)} "
                     "Answers list the best-matching catalog items instead.")
-        return f"{line}  \n{self._asr_status()}"
+        images = self.catalog.image_status or f"on ({self.settings.image_embedding_model})"
+        return f"{line}  \n**Image search:** {html.escape(images)}  \n{self._asr_status()}"
 
     def _asr_status(self) -> str:
         """The speech model's state for the admin tab."""

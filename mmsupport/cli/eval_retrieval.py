@@ -2,6 +2,10 @@
 
 Query lines look like {"query": "...", "relevant": ["id", ...], "kind": "known-item", "catalog": "myntra"}; results
 are grouped by kind. --catalog keeps only the lines for one catalog (the table must hold that catalog).
+
+--photos FILE.jsonl evaluates photo queries instead ({"image": "a.jpg", "relevant": [...], "id", "text"}, see
+mmsupport.photo_evaluation): precision@K and recall@K for the words alone, the photo alone and both fused. The words
+are each line's "text", or with --describe the vision-language model's description of the photo (--model).
 """
 
 from __future__ import annotations
@@ -10,7 +14,12 @@ import json
 
 
 def add_arguments(parser) -> None:
-    parser.add_argument("--queries", required=True, help="JSONL file of queries with relevant ids")
+    parser.add_argument("--queries", help="JSONL file of queries with relevant ids")
+    parser.add_argument("--photos", help="JSONL file of photo queries with relevant ids (instead of --queries)")
+    parser.add_argument("--image-model", help="CLIP/SigLIP id or folder the table's image vectors were built with "
+                        "(default: settings / MMSUPPORT_IMAGE_EMBEDDING_MODEL)")
+    parser.add_argument("--describe", action="store_true", help="with --photos: the words are the VLM's description")
+    parser.add_argument("--model", help="with --describe: VLM Hub id or folder (default: settings / MMSUPPORT_MODEL)")
     parser.add_argument("--db", help="LanceDB folder (default: settings / MMSUPPORT_DB_DIR)")
     parser.add_argument("--table", help="table name (default: settings / MMSUPPORT_TABLE)")
     parser.add_argument("--catalog", help="only queries whose 'catalog' field is this")
@@ -51,6 +60,11 @@ def run(args) -> int:
     from mmsupport.evaluation import evaluate, load_queries
     from mmsupport.config import SEARCH_MODES
 
+    if bool(args.queries) == bool(args.photos):
+        raise InvalidInput("Give either --queries FILE.jsonl or --photos FILE.jsonl.",
+                           hint="Example: eval retrieval --queries ../shared/evaldata/queries/dev.jsonl")
+    if args.photos:
+        return _run_photos(args)
     modes = [m.strip() for m in args.modes.split(",") if m.strip()]
     unknown = [m for m in modes if m not in SEARCH_MODES]
     if unknown or not modes:
@@ -72,3 +86,38 @@ def run(args) -> int:
             print(f"{mode:8} {kind:12} {s['n']:4} {s[f'hit@{k}']:6.3f} {s[f'recall@{k}']:6.3f} {s[f'mrr@{k}']:6.3f} "
                   f"{s[f'precision@{k}']:6.3f} {s[f'ndcg@{k}']:6.3f} {rank:>8} {s['p50_ms']:7.1f}")
     return 0
+
+
+def _run_photos(args) -> int:
+    """``--photos``: the photo-query table (words, photo, fused)."""
+    from mmsupport.catalog import Catalog
+    from mmsupport.config import load_settings
+    from mmsupport.photo_evaluation import evaluate_photos, load_photo_queries
+
+    settings = load_settings(db_dir=args.db, table=args.table, image_embedding_model=args.image_model,
+                             model=args.model)
+    queries = load_photo_queries(args.photos)
+    describe = None
+    if args.describe:
+        from mmsupport.vlm import load_vlm
+
+        describe = load_vlm(settings).describe
+    results = evaluate_photos(Catalog.open(settings), queries, k=args.k, describe=describe)
+    if args.json:
+        print(json.dumps(results))
+        return 0
+    words = f"VLM description ({settings.model})" if describe else "each line's text"
+    print(f"{len(queries)} photo queries; image model {settings.image_embedding_model}; words: {words}")
+    print_photo_table(results, args.k)
+    return 0
+
+
+def print_photo_table(results: dict, k: int) -> None:
+    """The photo-query table: one line per side (words, photo, fused)."""
+    print(f"{'side':10} {'n':>4} {'P':>6} {'recall':>6} {'MRR':>6} {'p50 ms':>7}   (@{k})")
+    for side, s in results.items():
+        if s is None:
+            print(f"{side:10} missing: no query has words (add 'text' to the lines, or pass --describe)")
+            continue
+        print(f"{side:10} {s['n']:4} {s[f'precision@{k}']:6.3f} {s[f'recall@{k}']:6.3f} "
+              f"{s[f'mrr@{k}']:6.3f} {s['p50_ms']:7.1f}")

@@ -1,0 +1,162 @@
+"""Image–text embeddings: a CLIP or SigLIP model puts catalog pictures, shoppers' photos and (for these two-tower
+models) words into one vector space, so a photo finds the products that look like it.
+
+Any Hub id or folder that transformers loads with ``AutoModel`` + ``AutoProcessor`` and that has
+``get_image_features`` / ``get_text_features`` works (``openai/clip-vit-base-patch32`` by default,
+``google/siglip-base-patch16-224``). The model loads on first use, once per process; a model that cannot be loaded
+(offline and not in the local cache, a wrong folder) raises :class:`~mmsupport.errors.ModelUnavailable` at once on
+every later call too, so ingest and search carry on without image vectors instead of retrying for minutes.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections import OrderedDict
+from pathlib import Path
+
+import numpy as np
+
+from mmsupport.errors import ModelUnavailable
+
+logger = logging.getLogger(__name__)
+
+#: Pictures embedded per forward pass at ingest; one under int8 dynamic quantization, whose activation scales are
+#: taken per call, so that a picture's vector does not depend on the pictures batched with it (a shopper's copy of
+#: a catalog picture must give the catalog's vector), at no cost on a CPU (bench/image_embeddings.py).
+BATCH = 16
+#: Query photos whose vectors are kept (a turn's searches embed its photo once).
+QUERY_CACHE = 64
+#: Pictures are decoded at most this large before the processor resizes them (CLIP/SigLIP look at 224-384 px).
+DECODE_SIDE = 448
+
+_FIX = ("Set MMSUPPORT_IMAGE_EMBEDDING_MODEL to a CLIP or SigLIP folder or a Hub id in the local cache "
+        "(the default openai/clip-vit-base-patch32 needs the Hub once), or to off.")
+
+
+class ImageEmbedder:
+    """A loaded CLIP/SigLIP model producing unit-length float32 vectors (cosine = dot product).
+
+    ``name`` is what it was loaded from, ``fingerprint`` names its weights (what a table records), ``dim`` the
+    vector size. ``device``: ``auto`` (CUDA when available), ``cpu`` or ``cuda[:n]``. ``quantization``: ``auto``
+    (int8 dynamic on a CPU with fbgemm kernels: half the time of fp32 in bench/image_embeddings.py, cosine 0.9995
+    to it; none on CUDA), ``none`` or ``int8-dynamic``."""
+
+    def __init__(self, name: str, *, device: str = "auto", quantization: str = "auto"):
+        import torch
+        from transformers import AutoModel, AutoProcessor
+
+        from mmsupport.embeddings import fingerprint
+        from mmsupport.vlm import hub_reachable
+
+        cache_only = not Path(name).expanduser().is_dir() and not hub_reachable()
+        try:
+            self.processor = AutoProcessor.from_pretrained(name, local_files_only=cache_only)
+            self.model = AutoModel.from_pretrained(name, local_files_only=cache_only)
+        except Exception as error:  # noqa: BLE001 - offline, missing folder, not a model: all mean "cannot load"
+            where = " (the Hub cannot be reached and it is not in the local cache)" if cache_only else ""
+            raise ModelUnavailable(f"Cannot load the image embedding model {name!r}{where}: "
+                                   f"{str(error).splitlines()[0]}", hint=_FIX) from None
+        if not hasattr(self.model, "get_image_features"):
+            raise ModelUnavailable(f"{name!r} is a {type(self.model).__name__}, not an image–text model.", hint=_FIX)
+        self.device = ("cuda" if torch.cuda.is_available() else "cpu") if device == "auto" else device
+        self.model.to(self.device).eval()
+        self.name = name
+        self.fingerprint = fingerprint(self.model)  # of the weights as trained, whatever runs them here
+        if quantization == "auto":
+            fbgemm = {"fbgemm", "x86"} & set(torch.backends.quantized.supported_engines)
+            quantization = "int8-dynamic" if self.device == "cpu" and fbgemm else "none"
+        if quantization == "int8-dynamic":
+            from mmsupport.int8 import quantize_int8_dynamic
+
+            quantize_int8_dynamic(self.model)
+        self.quantization = quantization
+        self.batch = 1 if quantization == "int8-dynamic" else BATCH
+        self.can_embed_text = hasattr(self.model, "get_text_features")
+        self.dim = int(self.embed_images([_probe()]).shape[1])
+        self._queries: OrderedDict[str, np.ndarray] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def embed_images(self, images: list, *, progress: bool = False) -> np.ndarray:
+        """Pictures (paths, bytes or PIL images) as an ``(n, dim)`` array, in batches of ``batch``."""
+        from tqdm.auto import tqdm
+
+        from mmsupport.images import load_image
+
+        out = []
+        with tqdm(total=len(images), desc="image vectors", unit="image", disable=not progress) as bar:
+            for start in range(0, len(images), self.batch):
+                batch = [load_image(image, max_side=DECODE_SIDE) for image in images[start:start + self.batch]]
+                out.append(self._forward("get_image_features", self.processor(images=batch, return_tensors="pt")))
+                bar.update(len(batch))
+        return np.concatenate(out) if out else np.empty((0, getattr(self, "dim", 0)), dtype=np.float32)
+
+    def embed_texts(self, texts: list[str]) -> np.ndarray:
+        """Words in the same space as the pictures (CLIP-style models), ``(n, dim)``."""
+        if not self.can_embed_text:
+            raise ModelUnavailable(f"The image embedding model {self.name!r} has no text encoder.",
+                                   hint="Search it with a photo, or use a CLIP or SigLIP model.")
+        inputs = self.processor(text=texts, return_tensors="pt", padding="max_length", truncation=True,
+                                max_length=self._text_length())
+        return self._forward("get_text_features", inputs)
+
+    def embed_query(self, image) -> np.ndarray:
+        """One photo's vector; the same pixels are embedded once (kept for the last :data:`QUERY_CACHE` photos)."""
+        from mmsupport.images import image_digest, load_image
+
+        image = load_image(image, max_side=DECODE_SIDE)
+        key = image_digest(image)
+        with self._lock:
+            if key in self._queries:
+                self._queries.move_to_end(key)
+                return self._queries[key]
+        vector = self.embed_images([image])[0]
+        with self._lock:
+            self._queries[key] = vector
+            while len(self._queries) > QUERY_CACHE:
+                self._queries.popitem(last=False)
+        return vector
+
+    def _text_length(self) -> int:
+        config = getattr(self.model.config, "text_config", self.model.config)
+        return int(getattr(config, "max_position_embeddings", 77))
+
+    def _forward(self, method: str, inputs) -> np.ndarray:
+        import torch
+
+        inputs = {key: value.to(self.device) for key, value in inputs.items()
+                  if key in ("pixel_values", "input_ids", "attention_mask")}
+        if method == "get_text_features" and "siglip" in type(self.model).__name__.lower():
+            inputs.pop("attention_mask", None)  # SigLIP was trained on max-length padding without a mask
+        with torch.inference_mode():
+            output = getattr(self.model, method)(**inputs)
+        features = output if isinstance(output, torch.Tensor) else output.pooler_output
+        features = features.float().cpu().numpy()
+        return (features / np.maximum(np.linalg.norm(features, axis=1, keepdims=True), 1e-12)).astype(np.float32)
+
+
+def _probe():
+    from PIL import Image
+
+    return Image.new("RGB", (32, 32), (128, 128, 128))
+
+
+_lock = threading.Lock()
+_loaded: dict[tuple[str, str], ImageEmbedder | ModelUnavailable] = {}
+
+
+def load_image_embedder(name: str, *, device: str = "auto") -> ImageEmbedder:
+    """The image embedder for ``name``, loaded once per process (thread-safe). A failed load is remembered: later
+    calls raise the same :class:`ModelUnavailable` at once (a restart tries again)."""
+    key = (name, device)
+    with _lock:
+        if key not in _loaded:
+            try:
+                _loaded[key] = ImageEmbedder(name, device=device)
+            except ModelUnavailable as error:
+                logger.warning("Image search is off: %s", error)
+                _loaded[key] = error
+        found = _loaded[key]
+    if isinstance(found, ModelUnavailable):
+        raise found
+    return found
