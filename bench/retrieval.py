@@ -16,6 +16,7 @@ several-fold.
 
 import argparse
 import csv
+import functools
 import json
 import statistics
 import tempfile
@@ -84,6 +85,18 @@ def scaled_table(db, name: str, n: int, texts: list[str], vectors: np.ndarray, r
     return table, build
 
 
+def _built(db, name: str, n: int):
+    """The table ``name`` of ``db`` if it is there with ``n`` rows and its full-text (and, from 100k rows, vector)
+    index, else None."""
+    try:
+        table = db.open_table(name)
+    except ValueError:  # not there
+        return None
+    columns = {tuple(index.columns) for index in table.list_indices()}
+    wanted = {("text",), ("vector",)} if n >= 100_000 else {("text",)}
+    return table if table.count_rows() == n and wanted <= columns else None
+
+
 def latencies(catalog: Catalog, queries: list[str], mode: str) -> dict:
     """Per-query ms, first with every query embedded afresh (what a user waits for), then again with the query
     vectors cached (the catalog's own part)."""
@@ -114,13 +127,14 @@ def embedding_latency(embedder, queries: list[str]) -> dict:
 
 
 def ann_recall(table, embedder, queries: list[str]) -> float:
-    from mmsupport.retrieval import _nearest
+    """Recall@10 of the ANN index against exact search (the catalog's own in-memory exact search)."""
+    from mmsupport.retrieval import ExactIndex, _nearest
 
-    dataset, hits = table.to_lance(), 0
+    dataset = table.to_lance()
+    exact, hits = ExactIndex(dataset), 0
     for query in queries:
         vector = embedder.embed_query(query)
-        exact = table.search(vector).distance_type("cosine").bypass_vector_index().select(["id"]).limit(10)
-        truth = {row["id"] for row in exact.to_list()}
+        truth = {row["id"] for row in exact.nearest(vector, 10)}
         hits += len(truth & {row["id"] for row in _nearest(dataset, None, vector, 10, None, ["id"])})
     return hits / (10 * len(queries))
 
@@ -224,6 +238,8 @@ def main() -> None:
     parser.add_argument("--ingest-rows", type=int, default=2000, help="0 skips the ingest measurement")
     parser.add_argument("--s3", action="store_true", help="also search the largest table on a local moto_server")
     parser.add_argument("--out", default="retrieval", help="name of the JSON and PNG under bench/results")
+    parser.add_argument("--db", type=Path, help="build the tables in this folder and keep them; a table already "
+                        "there with its indexes is reused (its build is not timed again)")
     parser.add_argument("--threads", type=int, help="torch threads (default: torch's choice, one per core)")
     args = parser.parse_args()
     if args.threads:
@@ -232,25 +248,34 @@ def main() -> None:
 
     rng = np.random.default_rng(0)
     embedding_model = load_settings().embedding_model
-    if args.synthetic_base:
-        texts, vectors = synthetic_base(args.evaldata, args.synthetic_base, embedding_model)
-    else:
-        texts, vectors = real_rows(args.source_db)
+
+    @functools.cache
+    def source() -> tuple[list[str], np.ndarray]:
+        """The base rows' texts and vectors (read or embedded only when a table is built or ingest measured)."""
+        if args.synthetic_base:
+            return synthetic_base(args.evaldata, args.synthetic_base, embedding_model)
+        return real_rows(args.source_db)
+
     queries = [json.loads(line)["query"] for line in
                (args.evaldata / "queries/dev.jsonl").read_text().splitlines()][:args.n_queries]
-    results = {"rows": "synthetic" if args.synthetic_base else "real", "base_rows": len(texts),
+    results = {"rows": f"synthetic: mixes of {args.synthetic_base} embedded styles.csv texts" if args.synthetic_base
+               else "real",
                "latency": {}, "ann": {}, "build": {}}
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
-        db = lancedb.connect(str(tmp / "db"))
+        db = lancedb.connect(str(args.db or tmp / "db"))
         for n in map(int, args.sizes.split(",")):
-            table, results["build"][n] = scaled_table(db, f"rows{n}", n, texts, vectors, rng)
-            if n >= 100_000:
+            table = _built(db, f"rows{n}", n)
+            if table is not None:
+                results["build"][n] = "reused from --db"
+            else:
+                table, results["build"][n] = scaled_table(db, f"rows{n}", n, *source(), rng)
+            if n >= 100_000 and isinstance(results["build"][n], dict):
                 start = time.perf_counter()
                 create_ann_index(table)
                 results["build"][n]["ann_index_s"] = round(time.perf_counter() - start, 1)
             print(n, "built", json.dumps(results["build"][n]), flush=True)
-            catalog = Catalog.open(load_settings(db_dir=tmp / "db", table=f"rows{n}"))
+            catalog = Catalog.open(load_settings(db_dir=args.db or tmp / "db", table=f"rows{n}"))
             results["latency"][n] = {mode: latencies(catalog, queries, mode) for mode in ("vector", "fts", "hybrid")}
             results["latency"][n]["query_embedding_only"] = embedding_latency(catalog.embedder, queries)
             if n >= 100_000:
@@ -258,10 +283,11 @@ def main() -> None:
             print(n, json.dumps(results["latency"][n]), json.dumps(results["ann"].get(n, {})), flush=True)
         if args.s3:
             n = max(results["latency"])
-            results["s3_moto_loopback"] = {n: s3_latencies(tmp / "db" / f"rows{n}.lance", f"rows{n}", queries)}
+            results["s3_moto_loopback"] = {n: s3_latencies((args.db or tmp / "db") / f"rows{n}.lance", f"rows{n}",
+                                                           queries)}
             print("s3", json.dumps(results["s3_moto_loopback"]), flush=True)
         if args.ingest_rows:
-            results["ingest"] = ingest_throughput(texts[-args.ingest_rows:], embedding_model, tmp)
+            results["ingest"] = ingest_throughput(source()[0][-args.ingest_rows:], embedding_model, tmp)
             print(json.dumps(results["ingest"]))
     write_result(RESULTS / f"{args.out}.json", results)
     plot(results, RESULTS / f"{args.out}.png")
