@@ -3,14 +3,20 @@ against raw ``SentenceTransformer.encode`` on the same texts. Writes bench/resul
 
 Rows are real: texts and MiniLM vectors come from the tables bench/eval_devset.py builds from ../shared/evaldata
 (run it first). Past its ~26k rows, extra rows mix two real rows (text joined, vectors averaged and re-normalised).
-Queries are the dev-set queries. Timings include embedding the query; a second pass with the query vectors cached
-gives the catalog's own part. Run on an idle machine: other load changes the figures several-fold.
+``--synthetic-base N`` skips eval_devset.py: it embeds the first N styles.csv texts now and mixes those instead
+(synthetic vectors, fine for speed; quicker to build at 1M rows). Index build times are recorded per size.
+``--s3`` also runs vector and hybrid search on the largest table copied to a local ``moto_server`` (S3 on loopback,
+so its latency is a floor). Queries are the dev-set queries. Timings include embedding the query; a second pass with
+the query vectors cached gives the catalog's own part. Run on an idle machine: other load changes the figures
+several-fold.
 
     python bench/retrieval.py [--source-db /tmp/mmsupport-evaldb] [--sizes 10000,100000] [--ingest-rows 2000]
+    python bench/retrieval.py --synthetic-base 13000 --sizes 1000000 --ingest-rows 0 --s3 --out retrieval_1m
 """
 
 import argparse
 import csv
+import functools
 import json
 import statistics
 import tempfile
@@ -21,7 +27,7 @@ import numpy as np
 import pyarrow as pa
 import torch
 
-from mmsupport.catalog import Catalog, _schema
+from mmsupport.catalog import FTS_OPTIONS, Catalog, _schema
 from mmsupport.config import REPO_DIR, load_settings
 from mmsupport.errors import CatalogError
 from mmsupport.retrieval import create_ann_index
@@ -44,6 +50,18 @@ def real_rows(source_db: str) -> tuple[list[str], np.ndarray]:
     return texts, np.concatenate(vectors).astype(np.float32)
 
 
+def synthetic_base(evaldata: Path, n: int, embedding_model: str) -> tuple[list[str], np.ndarray]:
+    """The first ``n`` styles.csv rows as eval_devset.py builds their text, embedded now by the catalog's embedder."""
+    from mmsupport.embeddings import load_embedder
+
+    with open(evaldata / "fashion-product-images-small/styles.csv", newline="", encoding="utf-8") as f:
+        rows = list(csv.DictReader(f))[:n]
+    texts = [" ".join(filter(None, (r["productDisplayName"], r["gender"], r["baseColour"], r["articleType"],
+                                     r["usage"]))) for r in rows]
+    embedder = load_embedder(embedding_model)
+    return texts, np.asarray(embedder.embed(texts), dtype=np.float32)
+
+
 def scaled_table(db, name: str, n: int, texts: list[str], vectors: np.ndarray, rng):
     """A catalog table of ``n`` rows built straight from real (and mixed real) texts and vectors."""
     base = min(n, len(texts))
@@ -56,11 +74,27 @@ def scaled_table(db, name: str, n: int, texts: list[str], vectors: np.ndarray, r
     columns.update(id=[f"r{i}" for i in range(n)], kind=["product"] * n, title=[t[:60] for t in all_texts],
                    text=all_texts, row_hash=[""] * n)
     columns["vector"] = pa.FixedSizeListArray.from_arrays(pa.array(all_vectors.reshape(-1)), vectors.shape[1])
-    table = db.create_table(name, pa.table(columns, schema=schema), mode="overwrite")
+    start = time.perf_counter()
+    table = db.create_table(name, pa.table(columns, schema=schema), schema=schema, mode="overwrite")
+    build = {"write_s": round(time.perf_counter() - start, 1)}
     from lancedb.index import FTS
 
-    table.create_index("text", config=FTS())
-    return table
+    start = time.perf_counter()
+    table.create_index("text", config=FTS(**FTS_OPTIONS))
+    build["fts_index_s"] = round(time.perf_counter() - start, 1)
+    return table, build
+
+
+def _built(db, name: str, n: int):
+    """The table ``name`` of ``db`` if it is there with ``n`` rows and its full-text (and, from 100k rows, vector)
+    index, else None."""
+    try:
+        table = db.open_table(name)
+    except ValueError:  # not there
+        return None
+    columns = {tuple(index.columns) for index in table.list_indices()}
+    wanted = {("text",), ("vector",)} if n >= 100_000 else {("text",)}
+    return table if table.count_rows() == n and wanted <= columns else None
 
 
 def latencies(catalog: Catalog, queries: list[str], mode: str) -> dict:
@@ -93,13 +127,14 @@ def embedding_latency(embedder, queries: list[str]) -> dict:
 
 
 def ann_recall(table, embedder, queries: list[str]) -> float:
-    from mmsupport.retrieval import _nearest
+    """Recall@10 of the ANN index against exact search (the catalog's own in-memory exact search)."""
+    from mmsupport.retrieval import ExactIndex, _nearest
 
-    dataset, hits = table.to_lance(), 0
+    dataset = table.to_lance()
+    exact, hits = ExactIndex(dataset), 0
     for query in queries:
         vector = embedder.embed_query(query)
-        exact = table.search(vector).distance_type("cosine").bypass_vector_index().select(["id"]).limit(10)
-        truth = {row["id"] for row in exact.to_list()}
+        truth = {row["id"] for row in exact.nearest(vector, 10)}
         hits += len(truth & {row["id"] for row in _nearest(dataset, None, vector, 10, None, ["id"])})
     return hits / (10 * len(queries))
 
@@ -148,13 +183,63 @@ def plot(results: dict, path: Path) -> None:
     fig.savefig(path, dpi=120)
 
 
+def s3_latencies(table_dir: Path, name: str, queries: list[str]) -> dict:
+    """Vector and hybrid latency on the table at ``table_dir`` copied into a fresh local ``moto_server``."""
+    import os
+    import shutil
+    import socket
+    import subprocess
+    import sys
+
+    import boto3
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    moto = shutil.which("moto_server") or str(Path(sys.executable).parent / "moto_server")
+    server = subprocess.Popen([moto, "-H", "127.0.0.1", "-p", str(port)], stdout=subprocess.DEVNULL,
+                              stderr=subprocess.DEVNULL)
+    env = {"AWS_ENDPOINT_URL": f"http://127.0.0.1:{port}", "AWS_ACCESS_KEY_ID": "bench",
+           "AWS_SECRET_ACCESS_KEY": "bench", "AWS_REGION": "us-east-1", "AWS_ALLOW_HTTP": "true"}
+    saved = {key: os.environ.get(key) for key in env}
+    os.environ.update(env)
+    try:
+        s3 = boto3.client("s3", endpoint_url=env["AWS_ENDPOINT_URL"])
+        for _ in range(100):
+            try:
+                s3.create_bucket(Bucket="bench")
+                break
+            except Exception:  # noqa: BLE001 (not listening yet)
+                time.sleep(0.2)
+        start = time.perf_counter()
+        for path in table_dir.rglob("*"):
+            if path.is_file():
+                s3.upload_file(str(path), "bench", f"db/{table_dir.name}/{path.relative_to(table_dir)}")
+        upload_s = round(time.perf_counter() - start, 1)
+        catalog = Catalog.open(load_settings(db_dir="s3://bench/db", table=name))
+        return {"upload_s": upload_s, **{mode: latencies(catalog, queries, mode) for mode in ("vector", "hybrid")}}
+    finally:
+        for key, value in saved.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
+        server.terminate()
+        server.wait()
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--source-db", default="/tmp/mmsupport-evaldb", help="where bench/eval_devset.py ingested")
-    parser.add_argument("--queries", type=Path, default=REPO_DIR.parent / "shared/evaldata/queries/dev.jsonl")
+    parser.add_argument("--evaldata", type=Path, default=REPO_DIR.parent / "shared/evaldata")
+    parser.add_argument("--synthetic-base", type=int, help="mix vectors of the first N styles.csv texts, embedded now")
     parser.add_argument("--sizes", default="10000,100000")
     parser.add_argument("--n-queries", type=int, default=200)
-    parser.add_argument("--ingest-rows", type=int, default=2000)
+    parser.add_argument("--ingest-rows", type=int, default=2000, help="0 skips the ingest measurement")
+    parser.add_argument("--s3", action="store_true", help="also search the largest table on a local moto_server")
+    parser.add_argument("--out", default="retrieval", help="name of the JSON and PNG under bench/results")
+    parser.add_argument("--db", type=Path, help="build the tables in this folder and keep them; a table already "
+                        "there with its indexes is reused (its build is not timed again)")
     parser.add_argument("--threads", type=int, help="torch threads (default: torch's choice, one per core)")
     args = parser.parse_args()
     if args.threads:
@@ -162,26 +247,50 @@ def main() -> None:
     import lancedb
 
     rng = np.random.default_rng(0)
-    texts, vectors = real_rows(args.source_db)
-    queries = [json.loads(line)["query"] for line in args.queries.read_text().splitlines()][:args.n_queries]
-    results = {"latency": {}, "ann": {}}
+    embedding_model = load_settings().embedding_model
+
+    @functools.cache
+    def source() -> tuple[list[str], np.ndarray]:
+        """The base rows' texts and vectors (read or embedded only when a table is built or ingest measured)."""
+        if args.synthetic_base:
+            return synthetic_base(args.evaldata, args.synthetic_base, embedding_model)
+        return real_rows(args.source_db)
+
+    queries = [json.loads(line)["query"] for line in
+               (args.evaldata / "queries/dev.jsonl").read_text().splitlines()][:args.n_queries]
+    results = {"rows": f"synthetic: mixes of {args.synthetic_base} embedded styles.csv texts" if args.synthetic_base
+               else "real",
+               "latency": {}, "ann": {}, "build": {}}
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
-        db = lancedb.connect(str(tmp / "db"))
+        db = lancedb.connect(str(args.db or tmp / "db"))
         for n in map(int, args.sizes.split(",")):
-            table = scaled_table(db, f"rows{n}", n, texts, vectors, rng)
-            if n >= 100_000:
+            table = _built(db, f"rows{n}", n)
+            if table is not None:
+                results["build"][n] = "reused from --db"
+            else:
+                table, results["build"][n] = scaled_table(db, f"rows{n}", n, *source(), rng)
+            if n >= 100_000 and isinstance(results["build"][n], dict):
+                start = time.perf_counter()
                 create_ann_index(table)
-            catalog = Catalog.open(load_settings(db_dir=tmp / "db", table=f"rows{n}"))
+                results["build"][n]["ann_index_s"] = round(time.perf_counter() - start, 1)
+            print(n, "built", json.dumps(results["build"][n]), flush=True)
+            catalog = Catalog.open(load_settings(db_dir=args.db or tmp / "db", table=f"rows{n}"))
             results["latency"][n] = {mode: latencies(catalog, queries, mode) for mode in ("vector", "fts", "hybrid")}
             results["latency"][n]["query_embedding_only"] = embedding_latency(catalog.embedder, queries)
             if n >= 100_000:
                 results["ann"][n] = {"recall@10_vs_exact": round(ann_recall(table, catalog.embedder, queries), 4)}
             print(n, json.dumps(results["latency"][n]), json.dumps(results["ann"].get(n, {})), flush=True)
-        results["ingest"] = ingest_throughput(texts[-args.ingest_rows:], load_settings().embedding_model, tmp)
-        print(json.dumps(results["ingest"]))
-    write_result(RESULTS / "retrieval.json", results)
-    plot(results, RESULTS / "retrieval.png")
+        if args.s3:
+            n = max(results["latency"])
+            results["s3_moto_loopback"] = {n: s3_latencies((args.db or tmp / "db") / f"rows{n}.lance", f"rows{n}",
+                                                           queries)}
+            print("s3", json.dumps(results["s3_moto_loopback"]), flush=True)
+        if args.ingest_rows:
+            results["ingest"] = ingest_throughput(source()[0][-args.ingest_rows:], embedding_model, tmp)
+            print(json.dumps(results["ingest"]))
+    write_result(RESULTS / f"{args.out}.json", results)
+    plot(results, RESULTS / f"{args.out}.png")
 
 
 if __name__ == "__main__":

@@ -32,6 +32,8 @@ GPU_PRESET_MODEL = "Qwen/Qwen2.5-VL-7B-Instruct"
 DEFAULT_EMBEDDING_MODEL = "sentence-transformers/all-MiniLM-L6-v2"
 
 PREFIX = "MMSUPPORT_"
+#: Gradio's own switch for its MCP server; read as the default of ``Settings.mcp``.
+GRADIO_MCP_ENV = "GRADIO_MCP_SERVER"
 #: Default of ``Settings.no_match_threshold``: below this cosine similarity between a turn's search query and its
 #: closest catalog item, nothing matches. Calibrated with ``bench/agent.py --calibrate`` (README, "Agent"): matching
 #: turns of data/conversations.jsonl and queries/dev.jsonl sit above it, off-topic shopping questions below.
@@ -128,6 +130,11 @@ class Settings:
     admin_password: str | None = field(default=None, repr=False)
     admin_session_minutes: float = 30.0  # an admin log-in expires after this long without an admin call
     max_upload_mb: float = 10.0
+    #: Also serve the MCP tools search_catalog, get_item and ask_support at /gradio_api/mcp/ (mmsupport.app.mcp).
+    #: Unset, Gradio's own ``GRADIO_MCP_SERVER=true`` turns it on too.
+    mcp: bool = False
+    #: Let the tools fetch photos from private, loopback and link-local addresses (off: only public hosts).
+    allow_private_urls: bool = False
 
     # Support desk (see mmsupport.store)
     database_url: str | None = field(default=None, repr=False)  # SQLAlchemy URL; default SQLite beside db_dir
@@ -194,7 +201,8 @@ def _coerce(name: str, raw: str, annotation: object):
 def load_settings(env: Mapping[str, str] | None = None, **overrides) -> Settings:
     """Resolve settings from overrides, then ``MMSUPPORT_*`` environment variables, then defaults.
 
-    Overrides that are ``None`` are ignored, so CLI flags left unset fall through to the environment.
+    Overrides that are ``None`` are ignored, so CLI flags left unset fall through to the environment. ``mcp`` also
+    falls back to Gradio's ``GRADIO_MCP_SERVER``, so either switch serves the MCP tools.
 
     >>> load_settings({"MMSUPPORT_TOP_K": "7"}, table="shop").top_k
     7
@@ -207,6 +215,8 @@ def load_settings(env: Mapping[str, str] | None = None, **overrides) -> Settings
             values[f.name] = overrides[f.name]
         elif PREFIX + f.name.upper() in env:
             values[f.name] = _coerce(f.name, env[PREFIX + f.name.upper()], hints[f.name])
+        elif f.name == "mcp" and GRADIO_MCP_ENV in env:
+            values[f.name] = _coerce(f.name, env[GRADIO_MCP_ENV], bool)
     unknown = set(overrides) - set(hints)
     if unknown:
         raise TypeError(f"unknown settings: {sorted(unknown)}")

@@ -22,7 +22,7 @@ def test_readme_front_matter_matches_space_yaml():
 
 def test_space_runs_the_app_with_the_pinned_gradio():
     space = yaml.safe_load((REPO / "space.yaml").read_text(encoding="utf-8"))
-    pins = dict(re.findall(r"^([\w-]+)==(\S+)", (REPO / "requirements.txt").read_text(), re.M))
+    pins = dict(re.findall(r"^([\w-]+)(?:\[[\w,-]+\])?==(\S+)", (REPO / "requirements.txt").read_text(), re.M))
     assert space["sdk"] == "gradio"
     assert space["sdk_version"] == pins["gradio"]
     assert (REPO / space["app_file"]).is_file()

@@ -28,3 +28,12 @@ def test_bad_environment_values_name_the_variable(env):
 def test_secrets_stay_out_of_repr():
     settings = load_settings({"MMSUPPORT_API_KEY": "sk-secret", "MMSUPPORT_ADMIN_PASSWORD": "hunter2"})
     assert "sk-secret" not in repr(settings) and "hunter2" not in repr(settings)
+
+
+@pytest.mark.parametrize("env, expected", [({}, False), ({"GRADIO_MCP_SERVER": "True"}, True),
+                                           ({"MMSUPPORT_MCP": "true"}, True),
+                                           ({"GRADIO_MCP_SERVER": "True", "MMSUPPORT_MCP": "false"}, False),
+                                           ({"GRADIO_MCP_SERVER": "False"}, False)])
+def test_mcp_follows_mmsupport_mcp_then_gradios_own_switch(env, expected):
+    assert load_settings(env).mcp is expected
+    assert load_settings(env, mcp=True).mcp is True

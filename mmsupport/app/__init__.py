@@ -7,6 +7,7 @@ The app is a thin shell over the same library calls as the CLI: :class:`mmsuppor
 - :mod:`~mmsupport.app.layout`: the page, components and wiring only (:func:`build_demo`)
 - :mod:`~mmsupport.app.chat`: the turn handlers, callable without a browser
 - :mod:`~mmsupport.app.api`: ``/chat`` and ``/search`` for scripts
+- :mod:`~mmsupport.app.mcp`: the MCP tools (``search_catalog``, ``get_item``, ``ask_support``) with ``settings.mcp``
 - :mod:`~mmsupport.app.admin`: the catalog admin tab
 - :mod:`~mmsupport.app.tickets`: the shopper's side of a hand-off (Talk to a person, staff replies), ``/handoff``
 - :mod:`~mmsupport.app.desk`: the support desk tab for staff

@@ -16,6 +16,7 @@ from mmsupport.app.admin import Admin
 from mmsupport.app.api import Api
 from mmsupport.app.chat import Chat
 from mmsupport.app.desk import Desk
+from mmsupport.app.mcp import McpTools, keep_only_tools
 from mmsupport.app.resolution import Resolution
 from mmsupport.app.resources import Resources
 from mmsupport.app.tickets import POLL_SECONDS, Tickets
@@ -93,10 +94,23 @@ document.addEventListener("click", (event) => {
 
 
 class SupportApp(gr.Blocks):
-    """The app's Blocks; ``launch()`` defaults to the upload limit and serves only the catalog image folders.
+    """The app's Blocks; ``launch()`` defaults to the upload limit, serves only the catalog image folders and starts
+    Gradio's MCP server when ``settings.mcp`` is on.
 
     Uploads are checked by content, and event inputs may name only uploaded files (:mod:`mmsupport.app.uploads`).
+    Whatever starts the MCP server, it offers only the tools of :mod:`mmsupport.app.mcp`.
     """
+
+    @property
+    def mcp_server_obj(self):
+        """Gradio's MCP server once launched (Gradio sets it): cut down to the app's tools as it is set."""
+        return self.__dict__.get("_mcp_server")
+
+    @mcp_server_obj.setter
+    def mcp_server_obj(self, server) -> None:
+        if server is not None:
+            keep_only_tools(server)
+        self.__dict__["_mcp_server"] = server
 
     def __init__(self, settings: Settings, image_dirs: list[Path], **kwargs):
         super().__init__(**kwargs)
@@ -108,6 +122,7 @@ class SupportApp(gr.Blocks):
         kwargs.setdefault("allowed_paths", [str(d) for d in self.image_dirs])
         kwargs.setdefault("css", CSS + resolution.CSS)
         kwargs.setdefault("head", HEAD)
+        kwargs.setdefault("mcp_server", self.settings.mcp)
         app_kwargs = kwargs.get("app_kwargs") or {}
         kwargs["app_kwargs"] = {**app_kwargs, "middleware": [*app_kwargs.get("middleware", []),
                                                              upload_check(self.settings)]}
@@ -248,7 +263,10 @@ def build_demo(settings: Settings | None = None, *, vlm: VLM | None = None, cata
                     desk.tab()
         else:
             c = _assistant(settings)
-        Api(chat).register()
+        api = Api(chat)
+        api.register()
+        if settings.mcp:
+            McpTools(api).register()
         tickets.register_api()
 
         def refresh_status():

@@ -17,6 +17,7 @@ from __future__ import annotations
 import dataclasses
 import html
 import os
+import urllib.parse
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -178,6 +179,17 @@ def _dicts(value) -> Iterator[dict]:
     elif isinstance(value, (list, tuple)):
         for item in value:
             yield from _dicts(item)
+
+
+def uploaded_file_url(url: str) -> str | None:
+    """The upload-cache path a ``…/gradio_api/file=<path>`` URL of this app names (what ``gradio upload-mcp`` and
+    the upload route hand back), or None for any other URL or a path outside the cache."""
+    parts = urllib.parse.urlsplit(url)
+    prefix = "/gradio_api/file="
+    if parts.scheme not in ("http", "https") or prefix not in parts.path:
+        return None
+    path = urllib.parse.unquote(parts.path.split(prefix, 1)[1])
+    return path if _uploaded({"path": path, "meta": {"_type": "gradio.FileData"}}) else None
 
 
 def _uploaded(file: dict) -> bool:
