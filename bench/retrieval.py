@@ -31,28 +31,38 @@ RESULTS = REPO_DIR / "bench" / "results"
 WARM_UP = ["red cotton shirt", "running shoes for men", "leather handbag", "blue denim jeans", "sports watch"]
 
 
-def real_rows(source_db: str) -> tuple[list[str], np.ndarray]:
-    texts, vectors = [], []
+#: Attribute columns of the source tables carried into the scaled ones, so attribute-aware search has its real work.
+ATTRIBUTES = {"gender": ("gender",), "colour": ("basecolour", "primary_color"), "articletype": ("articletype",),
+              "usage": ("usage",)}
+
+
+def real_rows(source_db: str) -> tuple[list[str], np.ndarray, dict[str, list]]:
+    texts, vectors, attributes = [], [], {name: [] for name in ATTRIBUTES}
     for name in ("myntra", "styles"):
         try:
             table = Catalog.open(load_settings(db_dir=source_db, table=name)).table
         except CatalogError:
             continue
-        data = table.search().select(["text", "vector"]).limit(None).to_arrow()
+        data = table.search().select(["text", "vector", *table.schema.names]).limit(None).to_arrow()
         texts += data.column("text").to_pylist()
         vectors.append(np.stack(data.column("vector").to_numpy(zero_copy_only=False)))
-    return texts, np.concatenate(vectors).astype(np.float32)
+        for column, sources in ATTRIBUTES.items():
+            source = next((s for s in sources if s in data.column_names), None)
+            attributes[column] += data.column(source).to_pylist() if source else [None] * data.num_rows
+    return texts, np.concatenate(vectors).astype(np.float32), attributes
 
 
-def scaled_table(db, name: str, n: int, texts: list[str], vectors: np.ndarray, rng):
-    """A catalog table of ``n`` rows built straight from real (and mixed real) texts and vectors."""
+def scaled_table(db, name: str, n: int, texts: list[str], vectors: np.ndarray, attributes: dict[str, list], rng):
+    """A catalog table of ``n`` rows built straight from real (and mixed real) texts and vectors; a mixed row has
+    the attributes of its first row."""
     base = min(n, len(texts))
     a, b = rng.integers(0, len(texts), size=(2, n - base))
     mixed = vectors[a] + vectors[b]
     all_vectors = np.concatenate([vectors[:base], mixed / np.linalg.norm(mixed, axis=1, keepdims=True)])
     all_texts = texts[:base] + [f"{texts[i]} {texts[j]}" for i, j in zip(a, b)]
-    schema = _schema([], vectors.shape[1])
+    schema = _schema(list(attributes), vectors.shape[1])
     columns = {column: [None] * n for column in schema.names}
+    columns.update({column: values[:base] + [values[i] for i in a] for column, values in attributes.items()})
     columns.update(id=[f"r{i}" for i in range(n)], kind=["product"] * n, title=[t[:60] for t in all_texts],
                    text=all_texts, row_hash=[""] * n)
     columns["vector"] = pa.FixedSizeListArray.from_arrays(pa.array(all_vectors.reshape(-1)), vectors.shape[1])
@@ -156,32 +166,36 @@ def main() -> None:
     parser.add_argument("--n-queries", type=int, default=200)
     parser.add_argument("--ingest-rows", type=int, default=2000)
     parser.add_argument("--threads", type=int, help="torch threads (default: torch's choice, one per core)")
+    parser.add_argument("--kind", help="only the dev queries of this kind (known-item or attribute)")
+    parser.add_argument("--modes", default="vector,fts,hybrid")
+    parser.add_argument("--out", type=Path, default=RESULTS / "retrieval.json")
     args = parser.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
     import lancedb
 
     rng = np.random.default_rng(0)
-    texts, vectors = real_rows(args.source_db)
-    queries = [json.loads(line)["query"] for line in args.queries.read_text().splitlines()][:args.n_queries]
+    texts, vectors, attributes = real_rows(args.source_db)
+    lines = [json.loads(line) for line in args.queries.read_text().splitlines()]
+    queries = [line["query"] for line in lines if args.kind in (None, line.get("kind"))][:args.n_queries]
     results = {"latency": {}, "ann": {}}
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
         db = lancedb.connect(str(tmp / "db"))
         for n in map(int, args.sizes.split(",")):
-            table = scaled_table(db, f"rows{n}", n, texts, vectors, rng)
+            table = scaled_table(db, f"rows{n}", n, texts, vectors, attributes, rng)
             if n >= 100_000:
                 create_ann_index(table)
             catalog = Catalog.open(load_settings(db_dir=tmp / "db", table=f"rows{n}"))
-            results["latency"][n] = {mode: latencies(catalog, queries, mode) for mode in ("vector", "fts", "hybrid")}
+            results["latency"][n] = {mode: latencies(catalog, queries, mode) for mode in args.modes.split(",")}
             results["latency"][n]["query_embedding_only"] = embedding_latency(catalog.embedder, queries)
             if n >= 100_000:
                 results["ann"][n] = {"recall@10_vs_exact": round(ann_recall(table, catalog.embedder, queries), 4)}
             print(n, json.dumps(results["latency"][n]), json.dumps(results["ann"].get(n, {})), flush=True)
         results["ingest"] = ingest_throughput(texts[-args.ingest_rows:], load_settings().embedding_model, tmp)
         print(json.dumps(results["ingest"]))
-    write_result(RESULTS / "retrieval.json", results)
-    plot(results, RESULTS / "retrieval.png")
+    write_result(args.out, results)
+    plot(results, args.out.with_suffix(".png"))
 
 
 if __name__ == "__main__":
