@@ -83,6 +83,13 @@ def measure(catalog, queries: list[Query], method: str, k: int = 10) -> dict:
                                for m in ("hit", "mrr", "precision", "ndcg")}}
 
 
+def _pooled(summaries: list[dict]) -> dict:
+    """The summary of several disjoint query sets together (means weighted by their sizes)."""
+    n = sum(s["n"] for s in summaries)
+    return {"n": n, **{key: round(sum(s[key] * s["n"] for s in summaries) / n, 3) for key in summaries[0]
+                       if key != "n"}}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--evaldata", type=Path, default=REPO_DIR.parent / "shared" / "evaldata")
@@ -104,6 +111,10 @@ def main() -> None:
         catalog = catalogs[queries[0].catalog]
         results["sets"][name] = {method: measure(catalog, queries, method) for method in METHODS}
         print(name, json.dumps(results["sets"][name]), flush=True)
+    for kind in ("known-item", "attribute", "reworded"):
+        parts = [results["sets"][f"{kind} {p}"] for p in ("tune", "held-out")]
+        results["sets"][f"{kind} all"] = {method: _pooled([by_method[method] for by_method in parts])
+                                          for method in METHODS}
     for weight in map(float, args.weights.split(",")) if args.weights else ():
         attributes.ATTRIBUTE_WEIGHT = weight
         results["sweep"][weight] = {name: measure(catalogs[queries[0].catalog], queries, "attributes")

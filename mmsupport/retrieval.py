@@ -5,7 +5,8 @@ candidate of either list gets ``FTS_WEIGHT * bm25 / best_bm25 + (1 - FTS_WEIGHT)
 from the stored vector, min-max scaled over the candidates), and rows holding the whole query as an exact phrase get
 :data:`PHRASE_BONUS` on top. So a copied product phrase lands first, a flat BM25 list (many items sharing the query
 words) is ordered by meaning, and paraphrases with no shared words still come in from the vector side. The two
-weights were tuned on ``queries/dev.jsonl`` (README, "Catalog and search").
+weights were tuned on ``queries/dev.jsonl`` (README, "Catalog and search"). Catalog attributes and prices named in
+the query boost and filter the rows (:mod:`mmsupport.attributes`, the rule is there).
 
 Speed: a search reads one :class:`~mmsupport.catalog.CatalogView` of the table throughout, through its ``lance``
 dataset, which is about twice as fast per call as the ``lancedb`` query API; the full-text side runs in a worker
@@ -57,15 +58,18 @@ class ExactIndex:
     def nearest(self, query_vector: np.ndarray, k: int, among: np.ndarray | None = None) -> list[dict]:
         """The ``k`` closest rows (of the row offsets ``among`` when given), best first, as ``{"id", "_rowoffset",
         "_cosine"}``."""
-        offsets = np.arange(len(self.ids)) if among is None else among
         with self._blas_threads():
-            scores = (self.matrix if among is None else self.matrix[among]) @ query_vector
+            scores = self.matrix @ query_vector
+        if among is not None:
+            scores = scores[among]
         k = min(k, len(scores))
         if not k:
             return []
         best = np.argpartition(-scores, k - 1)[:k]
-        return [{"id": self.ids[offsets[i]], "_rowoffset": int(offsets[i]), "_cosine": float(scores[i])}
-                for i in best[np.argsort(-scores[best])]]
+        order = best[np.argsort(-scores[best])]
+        rows = order if among is None else among[order]
+        return [{"id": self.ids[row], "_rowoffset": int(row), "_cosine": float(scores[i])}
+                for i, row in zip(order, rows)]
 
     def cosine(self, query_vector: np.ndarray, ids: list[str]) -> list[float]:
         """Cosine similarity of the query to each of ``ids``."""
@@ -150,7 +154,7 @@ def _search_boosted(catalog, view, query: str, mode: str, k: int, where: str | N
     the nearest rows that have every named attribute, each ranked by its score plus its attribute boost. ``None``
     when the candidates without boosts put a support article first: a support question, searched as before."""
     dataset, columns, n = view.dataset, view.columns, max(k, CANDIDATES)
-    exact = None if where else view.exact
+    exact, phrase_ids = None if where else view.exact, frozenset()
     if mode == "fts":
         rows = {row["id"]: row for row in _fts(dataset, query, n, where, ["id"])}
         best = max((row["_score"] for row in rows.values()), default=0.0) or 1.0
@@ -173,7 +177,8 @@ def _search_boosted(catalog, view, query: str, mode: str, k: int, where: str | N
         rows = {**{row["id"]: row for row in pool}, **rows}
         ranked = ([(item_id, row["_cosine"]) for item_id, row in rows.items()] if mode == "vector" else
                   fuse(bm25, {item_id: row["_cosine"] for item_id, row in rows.items()}, phrase_ids))
-    ranked = named.boost(wanted, ranked, [rows[item_id]["_rowoffset"] for item_id, _ in ranked])[:k]
+    offsets = [rows[item_id]["_rowoffset"] for item_id, _ in ranked]
+    ranked = named.boost(wanted, ranked, offsets, phrase_ids)[:k]
     complete = _complete(dataset, [rows[item_id] for item_id, _ in ranked], columns)
     return [(row, score, row.get("_cosine")) for row, (_, score) in zip(complete, ranked)]
 
