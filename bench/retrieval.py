@@ -32,7 +32,7 @@ WARM_UP = ["red cotton shirt", "running shoes for men", "leather handbag", "blue
 
 
 #: Attribute columns of the source tables carried into the scaled ones, so attribute-aware search has its real work.
-ATTRIBUTES = {"gender": ("gender",), "colour": ("basecolour", "primary_color"), "articletype": ("articletype",),
+ATTRIBUTES = {"gender": ("gender",), "base_colour": ("basecolour", "primary_color"), "articletype": ("articletype",),
               "usage": ("usage",)}
 
 
@@ -43,7 +43,8 @@ def real_rows(source_db: str) -> tuple[list[str], np.ndarray, dict[str, list]]:
             table = Catalog.open(load_settings(db_dir=source_db, table=name)).table
         except CatalogError:
             continue
-        data = table.search().select(["text", "vector", *table.schema.names]).limit(None).to_arrow()
+        present = [s for sources in ATTRIBUTES.values() for s in sources if s in table.schema.names]
+        data = table.search().select(["text", "vector", *present]).limit(None).to_arrow()
         texts += data.column("text").to_pylist()
         vectors.append(np.stack(data.column("vector").to_numpy(zero_copy_only=False)))
         for column, sources in ATTRIBUTES.items():
@@ -64,9 +65,9 @@ def scaled_table(db, name: str, n: int, texts: list[str], vectors: np.ndarray, a
     columns = {column: [None] * n for column in schema.names}
     columns.update({column: values[:base] + [values[i] for i in a] for column, values in attributes.items()})
     columns.update(id=[f"r{i}" for i in range(n)], kind=["product"] * n, title=[t[:60] for t in all_texts],
-                   text=all_texts, row_hash=[""] * n)
+                   text=all_texts, row_hash=[""] * n, sentences=[[]] * n, sentence_vectors=[[]] * n)
     columns["vector"] = pa.FixedSizeListArray.from_arrays(pa.array(all_vectors.reshape(-1)), vectors.shape[1])
-    table = db.create_table(name, pa.table(columns, schema=schema), mode="overwrite")
+    table = db.create_table(name, pa.table(columns, schema=schema), schema=schema, mode="overwrite")
     from lancedb.index import FTS
 
     table.create_index("text", config=FTS())
