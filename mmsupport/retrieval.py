@@ -115,7 +115,7 @@ def search(catalog, query: str, *, mode: str = "hybrid", k: int = 5, where: str 
         if mode == "vector":
             rows = _nearest(dataset, exact, catalog.embedder.embed_query(query), k, filters, columns)
             return [(row, row["_cosine"], row["_cosine"]) for row in _complete(dataset, rows, columns)]
-        query_vector, candidates, bm25, phrase_ids = _hybrid_candidates(catalog, view, query, k, filters)
+        _, candidates, bm25, phrase_ids = _hybrid_candidates(catalog, view, query, k, filters)
         ranked = fuse(bm25, {item_id: row["_cosine"] for item_id, row in candidates.items()}, phrase_ids)[:k]
         rows = _complete(dataset, [candidates[item_id] for item_id, _ in ranked], columns)
         return [(row, score, row["_cosine"]) for row, (_, score) in zip(rows, ranked)]
