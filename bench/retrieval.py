@@ -37,42 +37,57 @@ RESULTS = REPO_DIR / "bench" / "results"
 WARM_UP = ["red cotton shirt", "running shoes for men", "leather handbag", "blue denim jeans", "sports watch"]
 
 
-def real_rows(source_db: str) -> tuple[list[str], np.ndarray]:
-    texts, vectors = [], []
+#: Attribute columns of the source tables carried into the scaled ones, so attribute-aware search has its real work.
+ATTRIBUTES = {"gender": ("gender",), "base_colour": ("basecolour", "primary_color"), "articletype": ("articletype",),
+              "usage": ("usage",)}
+
+
+def real_rows(source_db: str) -> tuple[list[str], np.ndarray, dict[str, list]]:
+    texts, vectors, attributes = [], [], {name: [] for name in ATTRIBUTES}
     for name in ("myntra", "styles"):
         try:
             table = Catalog.open(load_settings(db_dir=source_db, table=name)).table
         except CatalogError:
             continue
-        data = table.search().select(["text", "vector"]).limit(None).to_arrow()
+        present = [s for sources in ATTRIBUTES.values() for s in sources if s in table.schema.names]
+        data = table.search().select(["text", "vector", *present]).limit(None).to_arrow()
         texts += data.column("text").to_pylist()
         vectors.append(np.stack(data.column("vector").to_numpy(zero_copy_only=False)))
-    return texts, np.concatenate(vectors).astype(np.float32)
+        for column, sources in ATTRIBUTES.items():
+            source = next((s for s in sources if s in data.column_names), None)
+            attributes[column] += data.column(source).to_pylist() if source else [None] * data.num_rows
+    return texts, np.concatenate(vectors).astype(np.float32), attributes
 
 
-def synthetic_base(evaldata: Path, n: int, embedding_model: str) -> tuple[list[str], np.ndarray]:
-    """The first ``n`` styles.csv rows as eval_devset.py builds their text, embedded now by the catalog's embedder."""
+def synthetic_base(evaldata: Path, n: int, embedding_model: str) -> tuple[list[str], np.ndarray, dict[str, list]]:
+    """The first ``n`` styles.csv rows as eval_devset.py builds their text, embedded now by the catalog's embedder,
+    with their attributes."""
     from mmsupport.embeddings import load_embedder
 
     with open(evaldata / "fashion-product-images-small/styles.csv", newline="", encoding="utf-8") as f:
         rows = list(csv.DictReader(f))[:n]
     texts = [" ".join(filter(None, (r["productDisplayName"], r["gender"], r["baseColour"], r["articleType"],
                                      r["usage"]))) for r in rows]
+    attributes = {column: [r[source] or None for r in rows] for column, source in
+                  (("gender", "gender"), ("base_colour", "baseColour"), ("articletype", "articleType"),
+                   ("usage", "usage"))}
     embedder = load_embedder(embedding_model)
-    return texts, np.asarray(embedder.embed(texts), dtype=np.float32)
+    return texts, np.asarray(embedder.embed(texts), dtype=np.float32), attributes
 
 
-def scaled_table(db, name: str, n: int, texts: list[str], vectors: np.ndarray, rng):
-    """A catalog table of ``n`` rows built straight from real (and mixed real) texts and vectors."""
+def scaled_table(db, name: str, n: int, texts: list[str], vectors: np.ndarray, attributes: dict[str, list], rng):
+    """A catalog table of ``n`` rows built straight from real (and mixed real) texts and vectors; a mixed row has
+    the attributes of its first row."""
     base = min(n, len(texts))
     a, b = rng.integers(0, len(texts), size=(2, n - base))
     mixed = vectors[a] + vectors[b]
     all_vectors = np.concatenate([vectors[:base], mixed / np.linalg.norm(mixed, axis=1, keepdims=True)])
     all_texts = texts[:base] + [f"{texts[i]} {texts[j]}" for i, j in zip(a, b)]
-    schema = _schema([], vectors.shape[1])
+    schema = _schema(list(attributes), vectors.shape[1])
     columns = {column: [None] * n for column in schema.names}
+    columns.update({column: values[:base] + [values[i] for i in a] for column, values in attributes.items()})
     columns.update(id=[f"r{i}" for i in range(n)], kind=["product"] * n, title=[t[:60] for t in all_texts],
-                   text=all_texts, row_hash=[""] * n)
+                   text=all_texts, row_hash=[""] * n, sentences=[[]] * n, sentence_vectors=[[]] * n)
     columns["vector"] = pa.FixedSizeListArray.from_arrays(pa.array(all_vectors.reshape(-1)), vectors.shape[1])
     start = time.perf_counter()
     table = db.create_table(name, pa.table(columns, schema=schema), schema=schema, mode="overwrite")
@@ -241,6 +256,8 @@ def main() -> None:
     parser.add_argument("--db", type=Path, help="build the tables in this folder and keep them; a table already "
                         "there with its indexes is reused (its build is not timed again)")
     parser.add_argument("--threads", type=int, help="torch threads (default: torch's choice, one per core)")
+    parser.add_argument("--kind", help="only the dev queries of this kind (known-item or attribute)")
+    parser.add_argument("--modes", default="vector,fts,hybrid")
     args = parser.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -250,14 +267,15 @@ def main() -> None:
     embedding_model = load_settings().embedding_model
 
     @functools.cache
-    def source() -> tuple[list[str], np.ndarray]:
-        """The base rows' texts and vectors (read or embedded only when a table is built or ingest measured)."""
+    def source() -> tuple[list[str], np.ndarray, dict[str, list]]:
+        """The base rows' texts, vectors and attributes (read or embedded only when a table is built or ingest
+        measured)."""
         if args.synthetic_base:
             return synthetic_base(args.evaldata, args.synthetic_base, embedding_model)
         return real_rows(args.source_db)
 
-    queries = [json.loads(line)["query"] for line in
-               (args.evaldata / "queries/dev.jsonl").read_text().splitlines()][:args.n_queries]
+    lines = [json.loads(line) for line in (args.evaldata / "queries/dev.jsonl").read_text().splitlines()]
+    queries = [line["query"] for line in lines if args.kind in (None, line.get("kind"))][:args.n_queries]
     results = {"rows": f"synthetic: mixes of {args.synthetic_base} embedded styles.csv texts" if args.synthetic_base
                else "real",
                "latency": {}, "ann": {}, "build": {}}
@@ -276,7 +294,7 @@ def main() -> None:
                 results["build"][n]["ann_index_s"] = round(time.perf_counter() - start, 1)
             print(n, "built", json.dumps(results["build"][n]), flush=True)
             catalog = Catalog.open(load_settings(db_dir=args.db or tmp / "db", table=f"rows{n}"))
-            results["latency"][n] = {mode: latencies(catalog, queries, mode) for mode in ("vector", "fts", "hybrid")}
+            results["latency"][n] = {mode: latencies(catalog, queries, mode) for mode in args.modes.split(",")}
             results["latency"][n]["query_embedding_only"] = embedding_latency(catalog.embedder, queries)
             if n >= 100_000:
                 results["ann"][n] = {"recall@10_vs_exact": round(ann_recall(table, catalog.embedder, queries), 4)}

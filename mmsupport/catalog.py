@@ -235,7 +235,8 @@ def _map_columns(headers: list[str], *, id_col, title_col, text_cols, image_col)
     kind, category, colour, price = (_pick(headers, None, names, "") for names in
                                      (("kind",), ("category",), COLOUR_NAMES, ("price",)))
     named = {id_name, title, image, kind, category, colour, price}
-    attributes = {h: _column_name(h) for h in headers if h not in named and h not in text}
+    free_text = {h for h in text if h.lower() in TEXT_NAMES}
+    attributes = {h: _column_name(h) for h in headers if h not in named and h not in free_text}
     return _Columns(id_name, title, text, image, kind, category, colour, price, attributes)
 
 
@@ -537,7 +538,7 @@ class Catalog:
 
         Column flags default to the usual names (``id``; ``title``/``name``; ``description``/``text``; ``image``);
         ``kind``, ``category``, ``colour``/``color`` and ``price`` are recognised by name, and every other column is
-        kept as an attribute. Images are relative to ``images_dir`` (default: the CSV's folder). Bad rows are rejected
+        kept as an attribute, text columns too (``--text-cols name,gender,colour``) unless named like a description. Images are relative to ``images_dir`` (default: the CSV's folder). Bad rows are rejected
         one by one with their line number; a CSV without an id or text column raises :class:`InvalidInput` before
         anything is written. Unchanged rows are skipped, so ingesting the same file twice writes nothing.
         """

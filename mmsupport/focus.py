@@ -19,6 +19,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field
 
+from mmsupport.attributes import stem, words
 from mmsupport.catalog import TYPE_COLUMNS, Catalog, Item, family_name
 
 #: Words that point back at something already discussed.
@@ -36,22 +37,6 @@ FUNCTION_WORDS = {"a", "an", "the", "and", "or", "but", "in", "on", "of", "for",
 VARIANT_WORDS = {"colour", "color", "colours", "colors", "size", "sizes", "other", "another", "version", "variant",
                  "cheaper", "bigger", "smaller", "larger", "lighter", "darker", "xs", "s", "m", "l", "xl", "xxl",
                  "small", "medium", "large", "shade", "different"}
-
-
-def words(text: str) -> list[str]:
-    """Lower-case words, apostrophes kept ("it's")."""
-    return re.findall(r"[a-z0-9]+(?:'[a-z]+)?", text.lower().replace("\u2019", "'"))
-
-
-def stem(word: str) -> str:
-    """A crude singular: ``backpacks`` -> ``backpack``, ``dresses`` -> ``dress``, ``batteries`` -> ``battery``."""
-    if len(word) > 4 and word.endswith("ies"):
-        return word[:-3] + "y"
-    if len(word) > 4 and word.endswith("es") and word[-3] in "sxzh":
-        return word[:-2]
-    if len(word) > 3 and word.endswith("s") and not word.endswith("ss"):
-        return word[:-1]
-    return word
 
 
 def _head(name: str | None) -> str | None:

@@ -5,7 +5,8 @@ candidate of either list gets ``FTS_WEIGHT * bm25 / best_bm25 + (1 - FTS_WEIGHT)
 from the stored vector, min-max scaled over the candidates), and rows holding the whole query as an exact phrase get
 :data:`PHRASE_BONUS` on top. So a copied product phrase lands first, a flat BM25 list (many items sharing the query
 words) is ordered by meaning, and paraphrases with no shared words still come in from the vector side. The two
-weights were tuned on ``queries/dev.jsonl`` (README, "Catalog and search").
+weights were tuned on ``queries/dev.jsonl`` (README, "Catalog and search"). Catalog attributes and prices named in
+the query boost and filter the rows (:mod:`mmsupport.attributes`, the rule is there).
 
 Speed: a search reads one :class:`~mmsupport.catalog.CatalogView` of the table throughout, through its ``lance``
 dataset, which is about twice as fast per call as the ``lancedb`` query API; the full-text side runs in a worker
@@ -21,6 +22,7 @@ from functools import cache
 import numpy as np
 from lance.query import MatchQuery, PhraseQuery
 
+from mmsupport.attributes import AttributeIndex, Wanted
 from mmsupport.config import SEARCH_MODES
 from mmsupport.errors import InvalidInput
 
@@ -63,16 +65,25 @@ class ExactIndex:
         vectors = data.column(column).combine_chunks()
         self.matrix = vectors.flatten().to_numpy().reshape(len(self.ids), vectors.type.list_size)
 
-    def nearest(self, query_vector: np.ndarray, k: int) -> list[dict]:
-        """The ``k`` closest rows, best first, as ``{"id", "_rowoffset", "_cosine"}``."""
+    def nearest(self, query_vector: np.ndarray, k: int, among: np.ndarray | None = None) -> list[dict]:
+        """The ``k`` closest rows (of the row offsets ``among`` when given), best first, as ``{"id", "_rowoffset",
+        "_cosine"}``."""
+        if not self.ids:
+            return []
         with self._blas_threads():
             scores = self.matrix @ query_vector
+        positions = np.arange(len(scores))
+        if among is not None:  # row offsets to matrix positions (rows without a vector are not in the matrix)
+            found = np.searchsorted(self.offsets, among).clip(max=len(self.offsets) - 1)
+            positions = found[self.offsets[found] == among]
+            scores = scores[positions]
         k = min(k, len(scores))
         if not k:
             return []
         best = np.argpartition(-scores, k - 1)[:k]
-        return [{"id": self.ids[i], "_rowoffset": int(self.offsets[i]), "_cosine": float(scores[i])}
-                for i in best[np.argsort(-scores[best])]]
+        order = best[np.argsort(-scores[best])]
+        return [{"id": self.ids[row], "_rowoffset": int(self.offsets[row]), "_cosine": float(scores[i])}
+                for i, row in zip(order, positions[order])]
 
     def cosine(self, query_vector: np.ndarray, ids: list[str]) -> list[float]:
         """Cosine similarity of the query to each of ``ids``."""
@@ -91,9 +102,12 @@ def _blas():
     return ThreadpoolController()
 
 
-def search(catalog, query: str, *, mode: str = "hybrid", k: int = 5, where: str | None = None):
+def search(catalog, query: str, *, mode: str = "hybrid", k: int = 5, where: str | None = None,
+           attributes: bool = True):
     """``(row, score, cosine)`` triples, best first, for :meth:`Catalog.search
-    <mmsupport.catalog.Catalog.search>`; ``cosine`` is the row's similarity to the query (``None`` in ``fts``)."""
+    <mmsupport.catalog.Catalog.search>`; ``cosine`` is the row's similarity to the query (``None`` in ``fts``).
+    With ``attributes`` the catalog attributes and prices the query names boost and filter the rows
+    (:mod:`mmsupport.attributes`)."""
     if mode not in SEARCH_MODES:
         raise InvalidInput(f"Unknown search mode {mode!r}.", hint=f"Use one of: {', '.join(SEARCH_MODES)}.")
     if not query or not query.strip():
@@ -102,25 +116,20 @@ def search(catalog, query: str, *, mode: str = "hybrid", k: int = 5, where: str 
         raise InvalidInput(f"k={k} asks for no results.", hint="Use k of 1 or more.")
     view = catalog.view()
     dataset, columns = view.dataset, view.columns
+    named = AttributeIndex.of(view) if attributes else None
+    wanted = named.read(query) if named else Wanted()
+    filters = wanted.where(where)
     try:
+        boosted = _search_boosted(catalog, view, query, mode, k, filters, named, wanted) if wanted.boosts else None
+        if boosted is not None:
+            return boosted
         if mode == "fts":
-            return [(row, row["_score"], None) for row in _fts(dataset, query, k, where, columns)]
-        exact = None if where else view.exact
+            return [(row, row["_score"], None) for row in _fts(dataset, query, k, filters, columns)]
+        exact = None if filters else view.exact
         if mode == "vector":
-            rows = _nearest(dataset, exact, catalog.embedder.embed_query(query), k, where, columns)
+            rows = _nearest(dataset, exact, catalog.embedder.embed_query(query), k, filters, columns)
             return [(row, row["_cosine"], row["_cosine"]) for row in _complete(dataset, rows, columns)]
-        n = max(k, CANDIDATES)
-        full_text = _full_text_worker.submit(_full_text, dataset, query, n, where, exact is None)
-        query_vector = catalog.embedder.embed_query(query)
-        candidates = {row["id"]: row for row in _nearest(dataset, exact, query_vector, n, where, ["id"])}
-        lexical, phrase_ids = full_text.result()
-        new = [item_id for item_id in lexical if item_id not in candidates]
-        if exact is not None:
-            cosines = exact.cosine(query_vector, new)
-        else:
-            cosines = [float(np.dot(query_vector, lexical[item_id]["vector"])) for item_id in new]
-        candidates.update((item_id, {**lexical[item_id], "_cosine": c}) for item_id, c in zip(new, cosines))
-        bm25 = {item_id: row["_score"] for item_id, row in lexical.items()}
+        _, candidates, bm25, phrase_ids = _hybrid_candidates(catalog, view, query, k, filters)
         ranked = fuse(bm25, {item_id: row["_cosine"] for item_id, row in candidates.items()}, phrase_ids)[:k]
         rows = _complete(dataset, [candidates[item_id] for item_id, _ in ranked], columns)
         return [(row, score, row["_cosine"]) for row, (_, score) in zip(rows, ranked)]
@@ -132,6 +141,60 @@ def search(catalog, query: str, *, mode: str = "hybrid", k: int = 5, where: str 
                 "e.g. \"kind = 'product' AND price < 50\".",
             ) from None
         raise
+
+
+def _hybrid_candidates(catalog, view, query: str, k: int, where: str | None):
+    """The candidates of hybrid search: the query vector, the rows of either list by id with ``_rowoffset`` and
+    ``_cosine``, their BM25 scores and the ids of rows holding the query as an exact phrase."""
+    dataset, exact = view.dataset, None if where else view.exact
+    n = max(k, CANDIDATES)
+    full_text = _full_text_worker.submit(_full_text, dataset, query, n, where, exact is None)
+    query_vector = catalog.embedder.embed_query(query)
+    candidates = {row["id"]: row for row in _nearest(dataset, exact, query_vector, n, where, ["id"])}
+    lexical, phrase_ids = full_text.result()
+    new = [item_id for item_id in lexical if item_id not in candidates]
+    if exact is not None:
+        cosines = exact.cosine(query_vector, new)
+    else:
+        cosines = [float(np.dot(query_vector, lexical[item_id]["vector"])) for item_id in new]
+    candidates.update((item_id, {**lexical[item_id], "_cosine": c}) for item_id, c in zip(new, cosines))
+    bm25 = {item_id: row["_score"] for item_id, row in lexical.items()}
+    return query_vector, candidates, bm25, phrase_ids
+
+
+def _search_boosted(catalog, view, query: str, mode: str, k: int, where: str | None, named: AttributeIndex,
+                    wanted: Wanted):
+    """:func:`search` for a query naming attributes: the candidates of its mode, joined (in vector and hybrid) by
+    the nearest rows that have every named attribute, each ranked by its score plus its attribute boost. ``None``
+    when the candidates without boosts put a support article first: a support question, searched as before."""
+    dataset, columns, n = view.dataset, view.columns, max(k, CANDIDATES)
+    exact, phrase_ids = None if where else view.exact, frozenset()
+    if mode == "fts":
+        rows = {row["id"]: row for row in _fts(dataset, query, n, where, ["id"])}
+        best = max((row["_score"] for row in rows.values()), default=0.0) or 1.0
+        ranked = [(item_id, row["_score"] / best) for item_id, row in rows.items()]
+    elif mode == "vector":
+        query_vector = catalog.embedder.embed_query(query)
+        rows = {row["id"]: row for row in _nearest(dataset, exact, query_vector, n, where, ["id"])}
+        ranked = [(item_id, row["_cosine"]) for item_id, row in rows.items()]
+    else:
+        query_vector, rows, bm25, phrase_ids = _hybrid_candidates(catalog, view, query, k, where)
+        ranked = fuse(bm25, {item_id: row["_cosine"] for item_id, row in rows.items()}, phrase_ids)
+    if not ranked or named.is_article(rows[max(ranked, key=lambda pair: pair[1])[0]]["_rowoffset"]):
+        return None
+    if mode != "fts":
+        if exact is not None:
+            pool = exact.nearest(query_vector, n, among=named.matching(wanted))
+        else:
+            pool = _nearest(dataset, None, query_vector, n, " AND ".join(
+                f"({part})" for part in (where, named.sql(wanted)) if part), ["id"])
+        rows = {**{row["id"]: row for row in pool}, **rows}
+        ranked = ([(item_id, row["_cosine"]) for item_id, row in rows.items()] if mode == "vector" else
+                  fuse(bm25, {item_id: row["_cosine"] for item_id, row in rows.items()}, phrase_ids))
+    offsets = [rows[item_id]["_rowoffset"] for item_id, _ in ranked]
+    ranked = named.boost(wanted, ranked, offsets, phrase_ids)[:k]
+    complete = _complete(dataset, [rows[item_id] for item_id, _ in ranked], columns)
+    return [(row, score, row.get("_cosine")) for row, (_, score) in zip(complete, ranked)]
 
 
 def fuse(bm25: dict[str, float], cosine: dict[str, float], phrase_ids=frozenset()) -> list[tuple[str, float]]:
