@@ -147,13 +147,15 @@ def build(setting: str):
 
 
 def sample_corpus() -> list[str]:
-    """Product and article texts of the repo's sample catalog: what a tokenizer is trained on when no other is given."""
+    """Product and article descriptions of the repo's sample catalog, in paragraphs: what a tokenizer is trained on
+    when no other is given (a real tokenizer has tokens for line breaks, which llama.cpp's image markup uses)."""
     import pandas as pd
 
     from mmsupport.config import SAMPLE_DATA_DIR
 
-    return [text for name, column in (("products.csv", "description"), ("articles.csv", "body"))
-            for text in pd.read_csv(SAMPLE_DATA_DIR / name).get(column, pd.Series(dtype=str)).dropna().tolist()]
+    texts = [text for name in ("products.csv", "articles.csv")
+             for text in pd.read_csv(SAMPLE_DATA_DIR / name)["description"].dropna().tolist()]
+    return ["\n\n".join(texts[i:i + 4]) + "\n\n" for i in range(0, len(texts), 4)]
 
 
 def build_random_smolvlm(path: Path, corpus: list[str] | None = None) -> Path:

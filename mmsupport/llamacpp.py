@@ -92,6 +92,10 @@ class LlamaCppVLM(VLM):
             converted.append({**message, "content": parts})
         return converted
 
+    def _start_with_embeddings(self, ids: list[int], rows, greedy: dict):
+        eval_with_embeddings(self.llama, ids, self.vision.image_token_id, rows)
+        return self.llama.create_completion(ids, **greedy)
+
     def stream(self, messages: list[Message], *, max_new_tokens: int | None = None,
                tools: list[dict] | None = None) -> Iterator[str]:
         """Yield text as it is generated; closing the iterator stops generation at the next token."""
@@ -103,10 +107,11 @@ class LlamaCppVLM(VLM):
             first = None
             if self.vision is not None:  # one vision pass in PyTorch, its embeddings into llama.cpp's context
                 ids, rows = self.vision.prompt(messages, tools or None)
-                eval_with_embeddings(self.llama, ids, self.vision.image_token_id, rows)
-                chunks = self.llama.create_completion(ids, **greedy)
+                chunks = _failing_as_unavailable(self._start_with_embeddings, ids, rows, greedy)
             else:
-                chunks = self.llama.create_chat_completion(self._messages(messages), tools=tools or None, **greedy)
+                converted = self._messages(messages)
+                chunks = _failing_as_unavailable(self.llama.create_chat_completion, converted, tools=tools or None,
+                                                 **greedy)
             try:
                 for chunk in chunks:
                     if first is None:
@@ -122,6 +127,16 @@ class LlamaCppVLM(VLM):
                 self.last_stats = {"ttft_s": round((first or ended) - started, 4), "decode_tokens": decoded,
                                    "decode_tok_s": round((decoded - 1) / (ended - first), 2)
                                    if first is not None and decoded > 1 and ended > first else None}
+
+
+def _failing_as_unavailable(start, *args, **kwargs):
+    """The chunks of ``start(*args, **kwargs)``, with llama.cpp's failures (``llama_decode returned -1``, a prompt
+    longer than the context) as :class:`ModelUnavailable`."""
+    try:
+        yield from start(*args, **kwargs)
+    except (RuntimeError, ValueError) as error:
+        raise ModelUnavailable(f"llama.cpp failed while answering: {error}.",
+                               hint="Set MMSUPPORT_RUNTIME=transformers.") from None
 
 
 def gguf_files(model: str) -> tuple[Path, Path | None] | None:
@@ -209,8 +224,9 @@ def cpu_signature() -> str:
 
 
 def probe(text_gguf: Path, mmproj: Path | None, timeout: float = PROBE_TIMEOUT_S) -> dict:
-    """Run the model on llama.cpp in a subprocess (one small image and a few tokens): ``{"ok": True,
-    "decode_tok_s": ...}``, or ``{"ok": False, "reason": ...}`` when it crashes (e.g. SIGILL), fails or hangs."""
+    """Run the model on llama.cpp in a subprocess (a few tokens, after one small image through ``mmproj`` if given):
+    ``{"ok": True, "decode_tok_s": ...}``, or ``{"ok": False, "reason": ...}`` when it crashes (e.g. SIGILL), fails
+    or hangs."""
     command = [sys.executable, "-m", "mmsupport.llamacpp", str(text_gguf), str(mmproj or "")]
     try:
         done = subprocess.run(command, capture_output=True, text=True, timeout=timeout)
@@ -236,8 +252,9 @@ def choose_runtime(settings: Settings, device: str) -> tuple[VLM | None, str]:
         if verdict is not None and not verdict["ok"]:
             return None, f"transformers: {verdict['reason']} (cached for this CPU)"
         files = model_files(settings)
-        if verdict is None:
-            verdict = probe(*files)
+        if verdict is None:  # llama.cpp's projector is probed only when it is what will encode the images
+            mtmd = settings.llamacpp_vision == "mtmd" or gguf_files(settings.model) is not None
+            verdict = probe(files[0], files[1] if mtmd else None)
             record.parent.mkdir(parents=True, exist_ok=True)
             record.write_text(json.dumps({**verdicts, signature: verdict}, indent=1))
             if not verdict["ok"]:

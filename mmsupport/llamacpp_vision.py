@@ -50,27 +50,17 @@ class TorchVision:
         ``image_token_id`` where each row of the embeddings goes."""
         import torch
 
-        images = []
-        conversation = []
-        for message in messages:
-            parts = []
-            for part in content_parts(message):
-                if is_image(part):
-                    images.append(load_image(image_source(part), max_side=self.image_max_side))
-                    parts.append({"type": "image"})
-                else:
-                    parts.append(part)
-            conversation.append({**message, "content": parts})
-        try:
-            text = self.processor.apply_chat_template(conversation, tools=tools, add_generation_prompt=True,
-                                                      tokenize=False)
+        conversation = [{**message, "content": [
+            {"type": "image", "image": load_image(image_source(part), max_side=self.image_max_side)}
+            if is_image(part) else part for part in content_parts(message)]} for message in messages]
+        try:  # as the transformers backend renders it, so both runtimes see the same tokens
+            inputs = self.processor.apply_chat_template([conversation], tools=tools, add_generation_prompt=True,
+                                                        tokenize=True, return_dict=True, return_tensors="pt")
         except (ValueError, TypeError, KeyError) as error:
             raise InvalidInput(f"The conversation does not fit the model's chat template: {error}",
                                hint="Send alternating user/assistant messages with text and image parts.") from None
-        inputs = self.processor(text=text, images=[images] if images else None, return_tensors="pt",
-                                add_special_tokens=False)
         ids = inputs["input_ids"][0].tolist()
-        if not images:
+        if "pixel_values" not in inputs:
             return ids, None
         with torch.inference_mode():
             features = self.model.get_image_features(inputs["pixel_values"], inputs.get("pixel_attention_mask"))

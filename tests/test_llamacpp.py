@@ -14,6 +14,7 @@ from mmsupport.gguf import pre_tokenizer_name, weights_digest
 pytestmark = pytest.mark.slow  # converts and loads models, runs subprocesses
 
 PHOTO = REPO_DIR / "data" / "images" / "customer" / "sneaker_angle.png"
+IMAGE_TOKENS = 4  # per image in the tiny model (tests/tiny_models.py: image_seq_len=4, no splitting)
 
 
 def llama_cpp_version() -> str:
@@ -64,6 +65,7 @@ def test_the_model_is_converted_once_into_the_cache_under_the_hash_of_its_weight
     folder = gguf_settings.cache_dir / "gguf" / weights_digest(gguf_settings.model)[:20]
     text, mmproj = folder / "text-q8_0.gguf", folder / "mmproj-f16.gguf"
     assert gguf_vlm.runtime == "llamacpp" and gguf_vlm.name == gguf_settings.model
+    assert gguf_vlm.vision is not None  # a transformers model: its own vision encoder, one pass per image
     assert text.stat().st_size > 0 and mmproj.stat().st_size > 0
     written = text.stat().st_mtime_ns, mmproj.stat().st_mtime_ns
     assert convert(gguf_settings.model, gguf_settings) == (text, mmproj)
@@ -79,6 +81,55 @@ def test_streams_an_answer_about_a_photo_and_measures_it(gguf_vlm):
     stats = gguf_vlm.last_stats
     assert 1 <= stats["decode_tokens"] <= 6 and stats["ttft_s"] > 0
     assert "".join(pieces) == gguf_vlm.generate([message], max_new_tokens=6)  # greedy: the same answer again
+
+
+def test_llama_cpps_own_projector_path_answers_and_its_failures_are_clear(gguf_settings):
+    import dataclasses
+
+    from mmsupport.vlm import load_vlm
+
+    vlm = load_vlm(dataclasses.replace(gguf_settings, llamacpp_vision="mtmd"))
+    assert vlm.vision is None and vlm.sees_images
+    assert list(vlm.stream([{"role": "user", "content": "What is this?"}], max_new_tokens=4))
+    assert vlm.last_stats["decode_tokens"] >= 1
+    # llama.cpp's Idefics3 image markup needs a "\n\n" token, which the tiny tokenizer never learnt: a clear error
+    message = {"role": "user", "content": [{"type": "image", "image": Image.open(PHOTO)},
+                                           {"type": "text", "text": "What is this?"}]}
+    with pytest.raises(ModelUnavailable, match="llama.cpp failed while answering"):
+        list(vlm.stream([message], max_new_tokens=4))
+
+
+def test_the_image_embeddings_land_where_transformers_puts_them(gguf_settings):
+    """f16 GGUF + the fp32 PyTorch vision encoder: the next-token logits after a photo prompt are transformers' fp32
+    logits within f16 rounding."""
+    import numpy as np
+    import torch
+
+    from mmsupport.gguf import convert
+    from mmsupport.llamacpp import LlamaCppVLM
+    from mmsupport.llamacpp_vision import TorchVision, eval_with_embeddings
+    from mmsupport.vlm import TransformersVLM
+
+    text, mmproj = convert(gguf_settings.model, gguf_settings, text_type="f16")
+    vision = TorchVision(gguf_settings.model, quantization="none")
+    vlm = LlamaCppVLM(text, mmproj, vision=vision, context_tokens=1024)
+    message = [{"role": "user", "content": [{"type": "text", "text": "Look:"}, {"type": "image", "image": PHOTO},
+                                            {"type": "text", "text": "What colour is the sole?"}]}]
+    ids, rows = vision.prompt(message, None)
+    assert ids.count(vision.image_token_id) == len(rows) > 0
+    eval_with_embeddings(vlm.llama, ids, vision.image_token_id, rows)
+    ours = np.ctypeslib.as_array(vlm.llama._ctx.get_logits(), shape=(vlm.llama.n_vocab(),)).copy()
+    reference = TransformersVLM(gguf_settings.model, quantization="none")
+    inputs = reference._inputs([message], None)
+    assert inputs["input_ids"][0].tolist() == ids  # the same prompt, tokens and image placeholders alike
+    with torch.inference_mode():
+        expected = reference.model(**inputs).logits[0, -1].numpy()
+    error = np.abs(ours[:len(expected)] - expected).max()
+    assert error < 0.02 * (expected.max() - expected.min())
+    text_only = [i for i in ids if i != vision.image_token_id]  # without the photo the logits are further off
+    eval_with_embeddings(vlm.llama, text_only, vision.image_token_id, None)
+    blind = np.ctypeslib.as_array(vlm.llama._ctx.get_logits(), shape=(vlm.llama.n_vocab(),))
+    assert np.abs(blind[:len(expected)] - expected).max() > 3 * error
 
 
 def test_closing_the_stream_stops_generation_and_frees_the_model(gguf_vlm):
@@ -100,14 +151,14 @@ def test_a_photo_turn_runs_through_the_app_chat_with_one_vision_pass(gguf_vlm, s
     settings = load_settings(db_dir=sample_catalog_settings.db_dir, max_new_tokens=8)
     resources = Resources(settings, vlm=gguf_vlm, catalog=Catalog.open(settings))
     chat = Chat(settings, resources, ConversationStore(f"sqlite:///{tmp_path / 'conversations.db'}"))
-    converted, images = gguf_vlm._messages, []
+    encode, images = gguf_vlm.vision.prompt, []
 
-    def counting(messages):  # what llama.cpp is handed: count the images in each call
-        sent = converted(messages)
-        images.append(sum(part.get("type") == "image_url" for m in sent for part in m["content"]))
-        return sent
+    def counting(messages, tools):  # what the vision encoder is handed: the images of each call
+        ids, rows = encode(messages, tools)
+        images.append(ids.count(gguf_vlm.vision.image_token_id) // IMAGE_TOKENS)
+        return ids, rows
 
-    monkeypatch.setattr(gguf_vlm, "_messages", counting)
+    monkeypatch.setattr(gguf_vlm.vision, "prompt", counting)
     message = {"text": "Do you sell these?", "files": [str(PHOTO)]}
     _, checked, _ = chat.attach(message, {})
     history, _, _, uploads = chat.add_message(message, [], checked)
