@@ -159,12 +159,12 @@ def test_a_photo_turn_runs_through_the_app_chat_with_one_vision_pass(gguf_vlm, s
         return ids, rows
 
     monkeypatch.setattr(gguf_vlm.vision, "prompt", counting)
-    message = {"text": "Do you sell these?", "files": [str(PHOTO)]}
+    message = {"text": "Do you sell sneakers like these?", "files": [str(PHOTO)]}  # names a catalog type
     _, checked, _ = chat.attach(message, {})
     history, _, _, uploads = chat.add_message(message, [], checked)
     *_, (shown, cards, items, turns) = chat.respond(history, "hybrid", 5, "All", [], uploads)
     assert shown[-1]["role"] == "assistant" and shown[-1]["content"].strip()
-    assert images == [1, 0]  # the describe call saw the photo, the answering call its description
+    assert images[0] == 1 and len(images) > 1 and not any(images[1:])  # described once, then answered from that
     assert "on llamacpp" in resources.admin_status()
 
 
