@@ -1,6 +1,6 @@
 """Labeling throughput (images/s) of the default model's architecture at several batch sizes, on real thumbnails.
 
-Builds SmolVLM-256M-Instruct's architecture with random weights (``smolvlm_256m_config`` from bench/vlm.py; no
+Builds SmolVLM-256M-Instruct's architecture with random weights (``build_random_smolvlm`` from bench/vlm.py; no
 download), saves it with an Idefics3 processor (64 image tokens per image, no splitting, as mmsupport runs it) and a
 byte-level BPE tokenizer trained on the spot on the Myntra descriptions, 16k tokens, so the labeling prompt has a
 realistic length (``tests/tiny_models.py``). It loads through ``load_vlm`` with the default CPU settings and runs
@@ -35,30 +35,6 @@ EVALDATA = HERE.parent.parent / "shared" / "evaldata"
 THUMBNAILS = EVALDATA / "fashion-product-images-small" / "images"
 MYNTRA = EVALDATA / "myntra-fashion-products-catalog" / "myntra_products_catalog.csv"
 sys.path[:0] = [str(HERE), str(HERE.parent / "tests")]
-
-
-def build_random_smolvlm(path: Path) -> Path:
-    """Save SmolVLM-256M's architecture (random weights) with a processor that loads through mmsupport."""
-    import pandas as pd
-    import torch
-    from transformers import AutoModelForImageTextToText, Idefics3ImageProcessor, Idefics3Processor
-
-    from tiny_models import train_tokenizer
-    from vlm import smolvlm_256m_config
-
-    tokenizer = train_tokenizer("idefics3", pd.read_csv(MYNTRA)["Description"].dropna().tolist(), vocab_size=16384)
-    config = smolvlm_256m_config()
-    config.image_token_id = tokenizer.convert_tokens_to_ids("<image>")
-    config.text_config.eos_token_id = config.text_config.pad_token_id = tokenizer.eos_token_id
-    torch.manual_seed(0)
-    model = AutoModelForImageTextToText.from_config(config)
-    model.generation_config.eos_token_id = tokenizer.eos_token_id
-    model.save_pretrained(path)
-    image_processor = Idefics3ImageProcessor(size={"longest_edge": 512}, max_image_size={"longest_edge": 512},
-                                             do_image_splitting=False)
-    Idefics3Processor(image_processor, tokenizer, image_seq_len=64,
-                      chat_template=tokenizer.chat_template).save_pretrained(path)
-    return path
 
 
 def plot(result: dict, path: Path) -> None:
@@ -97,10 +73,12 @@ def main() -> None:
     args = parser.parse_args()
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
+    import pandas as pd
     import torch
 
     from mmsupport.config import load_settings
     from mmsupport.labeling import PROMPT, Taxonomy, label_images
+    from vlm import build_random_smolvlm
     from mmsupport.vlm import load_vlm
 
     if not args.images_dir.is_dir():
@@ -108,7 +86,8 @@ def main() -> None:
     thumbnails = sorted(args.images_dir.glob("*.jpg"))
     RESULTS.mkdir(exist_ok=True)
     with tempfile.TemporaryDirectory() as folder:
-        settings = load_settings(model=str(build_random_smolvlm(Path(folder) / "smolvlm-256m-random")))
+        descriptions = pd.read_csv(MYNTRA)["Description"].dropna().tolist()
+        settings = load_settings(model=str(build_random_smolvlm(Path(folder) / "smolvlm-256m-random", descriptions)))
         vlm = load_vlm(settings)
 
         def seconds_per_image(images: list[Path], batch_size: int, new_tokens: int, name: str) -> float:

@@ -19,7 +19,8 @@ A turn runs in this order:
    below ``settings.no_match_threshold``, the turn ends with an honest "nothing matched" and offers a person; no
    model call, so no invented product.
 6. **Answer**: the VLM sees the system rules, the trimmed history and the current message with the retrieved items as
-   numbered data between ``<data>`` tags, one JSON object per item. Every text from customers, catalog rows and photo
+   numbered data between ``<data>`` tags, one JSON object per item. A photo described in step 3 is given as its
+   description, not sent again, so a photo costs one vision pass per turn; only a photo left undescribed is sent. Every text from customers, catalog rows and photo
    descriptions is cleaned by :mod:`mmsupport.safety` first, so none can end the data block or fake a tool call.
    Models whose chat template takes tools may call ``search_catalog`` and ``get_item`` until
    ``settings.max_agent_steps`` steps are used; every step is recorded.
@@ -463,10 +464,12 @@ class _Turn:
         text = "\n\n".join([self.text or "(the customer sent only a photo)",
                             *([prompts["context"].format(context="; ".join(notes))] if notes else []),
                             self._data(self.numbered)])
-        current = {"role": "user", "content": [*({"type": "image", "image": image} for image in self.images),
+        # A described photo reaches the model as its description only: one vision pass per photo and turn
+        unseen = [image for image, description in zip(self.images, descriptions) if not description]
+        current = {"role": "user", "content": [*({"type": "image", "image": image} for image in unseen),
                                                {"type": "text", "text": text}]}
         budget = (settings.context_tokens - settings.max_new_tokens - _tokens(self.agent.system) - _tokens(text)
-                  - IMAGE_TOKENS * len(self.images))
+                  - IMAGE_TOKENS * len(unseen))
         messages = [{"role": "system", "content": self.agent.system}, *self._model_history(budget), current]
         answer = ""
         while True:

@@ -83,7 +83,7 @@ class Settings:
     table: str = "catalog"
     embedding_model: str = field(default_factory=default_embedding_model)
     embedding_runtime: Literal["onnx", "torch"] = "onnx"  # onnx: ~3x faster queries on CPU, same vectors
-    cache_dir: Path = Path(".mmsupport/cache")  # exported ONNX embedders
+    cache_dir: Path = Path(".mmsupport/cache")  # exported ONNX embedders, GGUF conversions, runtime probes
     #: CLIP/SigLIP Hub id or folder (transformers AutoModel + AutoProcessor) embedding the catalog's pictures and
     #: shoppers' photos into the ``image_vector`` column; ``off``: no image vectors, photos searched by their words.
     image_embedding_model: str = DEFAULT_IMAGE_EMBEDDING_MODEL
@@ -94,6 +94,16 @@ class Settings:
     # Vision-language model
     backend: Literal["transformers", "openai"] = "transformers"
     model: str = DEFAULT_MODEL
+    #: How a local model runs: transformers (PyTorch), llamacpp (GGUF on llama.cpp; a transformers folder is converted
+    #: once into cache_dir) or auto (llama.cpp on CPU when installed and a probe in a subprocess runs it cleanly,
+    #: else transformers). See mmsupport.llamacpp.
+    runtime: Literal["transformers", "llamacpp", "auto"] = "transformers"
+    #: A llama.cpp source folder holding convert_hf_to_gguf.py (default: fetched once into cache_dir from the
+    #: llama-cpp-python source package of the installed version).
+    llamacpp_source: Path | None = None
+    #: Who encodes images for llama.cpp: torch (the transformers model's own vision encoder, one pass per image) or
+    #: mtmd (llama.cpp's projector, which encodes an overview and tiles); a GGUF-only model always uses mtmd.
+    llamacpp_vision: Literal["torch", "mtmd"] = "torch"
     adapter: str | None = None
     device: str = "auto"
     dtype: str = "auto"

@@ -9,7 +9,8 @@ through :func:`mmsupport.images.load_image`). Backends implement :meth:`VLM.stre
 Tool calls come back inside the generated text as ``<tool_call>{"name": ..., "arguments": {...}}</tool_call>``,
 whatever the backend, so the agent parses one format.
 
-Backends: :class:`TransformersVLM` (local, any ``AutoModelForImageTextToText`` Hub id or folder) and
+Backends: :class:`TransformersVLM` (local, any ``AutoModelForImageTextToText`` Hub id or folder),
+:class:`~mmsupport.llamacpp.LlamaCppVLM` (the same model as GGUF on llama.cpp, ``settings.runtime``) and
 :class:`OpenAIVLM` (any OpenAI-compatible server: vLLM, TGI, Ollama, ``transformers serve``).
 :func:`load_vlm` picks one from settings and loads it once per process.
 """
@@ -17,6 +18,7 @@ Backends: :class:`TransformersVLM` (local, any ``AutoModelForImageTextToText`` H
 from __future__ import annotations
 
 import json
+import logging
 import threading
 import time
 from abc import ABC, abstractmethod
@@ -30,6 +32,8 @@ from mmsupport.errors import InvalidInput, MMSupportError, ModelUnavailable
 from mmsupport.images import image_digest, load_image, to_data_url
 from mmsupport.messages import Message, image_source, is_image
 from mmsupport.messages import parts as content_parts
+
+logger = logging.getLogger(__name__)
 
 #: Prompt used by :meth:`VLM.describe` when none is given.
 DESCRIBE_PROMPT = (
@@ -85,6 +89,11 @@ class VLM(ABC):
     adapter: str | None = None
     #: Longest image side passed to the model.
     image_max_side: int = 512
+    #: What runs the model (``transformers``, ``llamacpp``, ``openai``), and why it was chosen (``runtime=auto``).
+    runtime: str = "transformers"
+    runtime_note: str = ""
+    #: ``{"ttft_s", "decode_tokens", "decode_tok_s"}`` of the latest generation, where the backend measures them.
+    last_stats: dict | None = None
 
     @abstractmethod
     def stream(self, messages: list[Message], *, max_new_tokens: int | None = None,
@@ -103,10 +112,11 @@ class VLM(ABC):
         return [self.generate(messages, **kwargs) for messages in conversations]
 
     def describe(self, image, prompt: str | None = None, **kwargs) -> str:
-        """Describe ``image`` (PIL image, path or bytes); cached per image pixels + prompt + model + adapter."""
+        """Describe ``image`` (PIL image, path or bytes); cached per image pixels + prompt + model + adapter + runtime
+        (llama.cpp's 8-bit weights describe a little differently)."""
         image = load_image(image, max_side=self.image_max_side)
         prompt = prompt or DESCRIBE_PROMPT
-        key = (image_digest(image), prompt, self.name, self.adapter, json.dumps(kwargs, sort_keys=True))
+        key = (image_digest(image), prompt, self.name, self.adapter, self.runtime, json.dumps(kwargs, sort_keys=True))
         cached = _DESCRIPTIONS.get(key)
         if cached is None:
             message = {"role": "user", "content": [{"type": "image", "image": image}, {"type": "text", "text": prompt}]}
@@ -119,6 +129,13 @@ class VLM(ABC):
 # Local transformers backend
 
 
+def resolve_device(device: str = "auto") -> str:
+    """``auto`` becomes ``cuda`` when a GPU is there, else ``cpu``; anything else is kept."""
+    import torch
+
+    return ("cuda" if torch.cuda.is_available() else "cpu") if device == "auto" else device
+
+
 def resolve_placement(device: str = "auto", dtype: str = "auto", quantization: str = "auto"):
     """Turn ``auto`` settings into a concrete ``(device, torch dtype, quantization)``.
 
@@ -127,8 +144,7 @@ def resolve_placement(device: str = "auto", dtype: str = "auto", quantization: s
     """
     import torch
 
-    if device == "auto":
-        device = "cuda" if torch.cuda.is_available() else "cpu"
+    device = resolve_device(device)
     on_cuda = device.startswith("cuda")
     if quantization == "auto":
         quantization = "none" if on_cuda else CPU_AUTO_QUANTIZATION
@@ -307,8 +323,15 @@ class TransformersVLM(VLM):
             def __call__(self, input_ids, scores, **kwargs):
                 return cancelled.is_set()
 
+        class CountingStreamer(TextIteratorStreamer):
+            def put(self, value):
+                if not self.next_tokens_are_prompt:
+                    times.append(time.perf_counter())
+                super().put(value)
+
         inputs = self._inputs([messages], tools)
-        streamer = TextIteratorStreamer(self.tokenizer, skip_prompt=True, skip_special_tokens=True)
+        streamer = CountingStreamer(self.tokenizer, skip_prompt=True, skip_special_tokens=True)
+        started, times = time.perf_counter(), []
         cancelled = threading.Event()
         failure: list[BaseException] = []
 
@@ -330,6 +353,7 @@ class TransformersVLM(VLM):
         finally:
             cancelled.set()
             thread.join()
+            self.last_stats = _stats(started, times)
         if failure:
             raise failure[0]
 
@@ -351,6 +375,14 @@ class TransformersVLM(VLM):
         return replies
 
 
+def _stats(started: float, token_times: list[float]) -> dict:
+    """Time to first token and decode speed from the times each new token arrived."""
+    decoding = token_times[-1] - token_times[0] if len(token_times) > 1 else 0.0
+    return {"ttft_s": round(token_times[0] - started, 4) if token_times else None,
+            "decode_tokens": len(token_times),
+            "decode_tok_s": round((len(token_times) - 1) / decoding, 2) if decoding > 0 else None}
+
+
 # --------------------------------------------------------------------------------------------------------------------
 # OpenAI-compatible HTTP backend
 
@@ -368,6 +400,7 @@ class OpenAIVLM(VLM):
     """
 
     supports_tools = True
+    runtime = "openai"
 
     def __init__(self, base_url: str, model: str, *, api_key: str | None = None, timeout: float = 60.0,
                  max_retries: int = 2, max_new_tokens: int = 256, image_max_side: int = 512, concurrency: int = 8):
@@ -566,7 +599,7 @@ def load_vlm(settings: Settings | None = None) -> VLM:
     settings = settings or load_settings()
     key = (settings.backend, settings.model, settings.server_model, settings.adapter, settings.device, settings.dtype,
            settings.quantization, settings.base_url, settings.api_key, settings.image_splitting,
-           settings.server_concurrency)
+           settings.server_concurrency, settings.runtime, settings.cache_dir, settings.llamacpp_vision)
     with _LOAD_LOCK:
         if key not in _LOADED:
             _LOADED[key] = _create(settings)
@@ -582,6 +615,20 @@ def _create(settings: Settings) -> VLM:
                          timeout=settings.request_timeout, max_retries=settings.max_retries,
                          max_new_tokens=settings.max_new_tokens, image_max_side=settings.image_max_side,
                          concurrency=settings.server_concurrency)
-    return TransformersVLM(settings.model, adapter=settings.adapter, device=settings.device, dtype=settings.dtype,
-                           quantization=settings.quantization, max_new_tokens=settings.max_new_tokens,
-                           image_max_side=settings.image_max_side, image_splitting=settings.image_splitting)
+    note = ""
+    if settings.runtime != "transformers":
+        from mmsupport import llamacpp  # it builds on this module's VLM, so it is imported only when asked for
+
+        if settings.runtime == "llamacpp":
+            return llamacpp.load_llamacpp(settings)
+        device = resolve_device(settings.device)
+        vlm, note = llamacpp.choose_runtime(settings, device)
+        logger.info("MMSUPPORT_RUNTIME=auto: %s", note)
+        if vlm is not None:
+            vlm.runtime_note = note
+            return vlm
+    vlm = TransformersVLM(settings.model, adapter=settings.adapter, device=settings.device, dtype=settings.dtype,
+                          quantization=settings.quantization, max_new_tokens=settings.max_new_tokens,
+                          image_max_side=settings.image_max_side, image_splitting=settings.image_splitting)
+    vlm.runtime_note = note
+    return vlm

@@ -96,11 +96,31 @@ def test_photo_is_described_once_and_stays_available_to_later_turns(catalog, set
     photo = Image.new("RGB", (64, 64), (30, 60, 200))
     first = agent.run_turn("Do you sell these?", [photo])
     assert "blue Stride running shoe" in first.query and first.timings["describe"] > 0
-    assert any(part.get("type") == "image" for part in vlm.answer_calls[0]["messages"][-1]["content"])
+    assert "blue Stride running shoe" in last_user_text(vlm.answer_calls[0])
     second = agent.run_turn("What size should I get in them?", history=first.history)
     assert "blue Stride running shoe" in second.query  # the earlier photo still counts
     assert "[photo: a blue Stride running shoe" in str(vlm.answer_calls[1]["messages"])
     assert len(vlm.calls) - len(vlm.answer_calls) == 1  # described once, then served from the cache
+
+
+def images_sent(calls: list[dict]) -> int:
+    return sum(1 for call in calls for message in call["messages"] if isinstance(message["content"], list)
+               for part in message["content"] if part.get("type") == "image")
+
+
+def test_a_photo_turn_sends_each_photo_to_the_model_once(catalog, settings):
+    vlm = ScriptedVLM(["Those look like the [P0054]."], description="a blue Stride running shoe with a white sole")
+    photos = [Image.new("RGB", (64, 64), (30, 60, 200)), Image.new("RGB", (64, 64), (200, 30, 30))]
+    result = Agent(vlm, catalog, settings).run_turn("Do you sell these?", photos)
+    assert images_sent(vlm.calls) == 2 and images_sent(vlm.answer_calls) == 0  # the describe calls only
+    assert last_user_text(vlm.answer_calls[0]).count("blue Stride running shoe") == 2
+    assert result.citations == ["P0054"]
+
+
+def test_a_photo_the_model_could_not_describe_is_sent_with_the_question(catalog, settings):
+    vlm = ScriptedVLM(["Those look like the [P0054]."], description="")
+    Agent(vlm, catalog, settings).run_turn("Do you sell Stride running shoes?", [Image.new("RGB", (64, 64))])
+    assert images_sent(vlm.answer_calls) == 1
 
 
 def test_tool_calls_run_and_every_step_is_recorded(catalog, settings):

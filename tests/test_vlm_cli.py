@@ -22,9 +22,12 @@ def test_describe_json(tiny_vlm_dir, tmp_path, capsys):
                  "--prompt", "What colour?", "--json"])
     assert code == 0
     result = json.loads(capsys.readouterr().out)
-    assert set(result) == {"text", "model", "adapter", "timings"}
-    assert result["model"] == str(tiny_vlm_dir) and result["adapter"] is None
-    assert result["timings"]["generate_s"] > 0  # measured, not left at zero
+    assert set(result) == {"text", "model", "adapter", "runtime", "timings"}
+    assert result["model"] == str(tiny_vlm_dir) and result["adapter"] is None and result["runtime"] == "transformers"
+    timings = result["timings"]
+    assert timings["generate_s"] > 0  # measured, not left at zero
+    assert 1 <= timings["decode_tokens"] <= 5 and 0 < timings["ttft_s"] < timings["generate_s"]
+    assert timings["decode_tok_s"] > 0
     vlm = load_vlm(load_settings(model=str(tiny_vlm_dir), max_new_tokens=5))  # the model the command loaded
     asked = {"role": "user", "content": [{"type": "image", "image": load_image(photo, max_side=vlm.image_max_side)},
                                          {"type": "text", "text": "What colour?"}]}

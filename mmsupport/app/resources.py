@@ -147,7 +147,8 @@ class Resources:
             return f"**Catalog unavailable:** {html.escape(str(self.catalog_error))}"
         name = html.escape(self.vlm.name if self.vlm is not None else self.settings.model)
         if self.model_state == "ready":
-            line = f"**Ready:** model {name}, {len(self.catalog)} catalog items."
+            runtime = html.escape(self.vlm.runtime_note or self.vlm.runtime)
+            line = f"**Ready:** model {name} on {runtime}, {len(self.catalog)} catalog items."
         elif self.model_state == "loading":
             line = f"**Loading model** {name}… until it is ready, answers list the best-matching catalog items."
         else:

@@ -1,6 +1,8 @@
 """Describe a product photo with the vision-language model.
 
-Prints the description, or with --json one object: {"text", "model", "adapter", "timings": {"load_s", "generate_s"}}.
+Prints the description, or with --json one object: {"text", "model", "adapter", "runtime", "timings": {"load_s",
+"generate_s", "ttft_s", "decode_tokens", "decode_tok_s"}} (the last three null where the backend does not measure them,
+e.g. a model server). ``runtime`` is what ran the model: transformers, llamacpp or openai.
 A file that is not a usable image exits with code 2 and a one-line reason.
 """
 
@@ -32,8 +34,10 @@ def run(args) -> int:
     text = vlm.describe(image, args.prompt)
     done = time.perf_counter()
     if args.json:
-        print(json.dumps({"text": text, "model": vlm.name, "adapter": vlm.adapter,
-                          "timings": {"load_s": round(loaded - started, 3), "generate_s": round(done - loaded, 3)}}))
+        stats = vlm.last_stats or dict.fromkeys(("ttft_s", "decode_tokens", "decode_tok_s"))
+        print(json.dumps({"text": text, "model": vlm.name, "adapter": vlm.adapter, "runtime": vlm.runtime,
+                          "timings": {"load_s": round(loaded - started, 3), "generate_s": round(done - loaded, 3),
+                                      **stats}}))
     else:
         print(text)
     return 0

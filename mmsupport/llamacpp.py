@@ -1,0 +1,278 @@
+"""The VLM on llama.cpp (GGUF) through llama-cpp-python: a fast CPU runtime behind the :class:`~mmsupport.vlm.VLM`
+interface, and the per-host choice between it and transformers.
+
+``MMSUPPORT_RUNTIME=llamacpp`` runs ``settings.model`` as GGUF: a ``.gguf`` file (its ``mmproj*.gguf`` beside it), a
+folder or Hub repo holding GGUF files (e.g. ``ggml-org/SmolVLM-256M-Instruct-GGUF``), or a transformers folder or Hub
+id, converted once by :func:`mmsupport.gguf.convert` (a LoRA adapter from ``finetune`` must be merged into its model
+first). ``auto`` uses llama.cpp on CPU when it is installed, the model converts, and a probe in a subprocess runs it
+without crashing; the probe's verdict is cached per CPU and llama.cpp version (:func:`choose_runtime`). Anything else
+falls back to transformers with the reason in the log and :attr:`~mmsupport.vlm.VLM.runtime_note`.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+from mmsupport.config import Settings
+from mmsupport.errors import InvalidInput, ModelUnavailable
+from mmsupport.gguf import convert, llama_cpp_version
+from mmsupport.images import load_image, to_data_url
+from mmsupport.llamacpp_vision import TorchVision, eval_with_embeddings
+from mmsupport.messages import Message, image_source, is_image
+from mmsupport.messages import parts as content_parts
+from mmsupport.vlm import VLM, hub_reachable
+
+logger = logging.getLogger(__name__)
+
+#: Seconds the probe subprocess may take (model load + one image + a few tokens) before it counts as failed.
+PROBE_TIMEOUT_S = 300
+PROBE_TOKENS = 16
+
+
+def cpu_threads() -> int:
+    """The cores this process may run on (llama.cpp's own default is half of them)."""
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+
+
+class LlamaCppVLM(VLM):
+    """A GGUF text model + ``mmproj`` vision projector on llama.cpp (``Llama`` + ``MTMDChatHandler``).
+
+    Greedy decoding like the transformers backend; images go in as JPEG data URLs; tool calls come back as the
+    ``<tool_call>`` text the model writes. ``last_stats`` holds ``ttft_s``, ``decode_tokens`` and ``decode_tok_s`` of
+    the latest generation.
+    """
+
+    runtime = "llamacpp"
+
+    def __init__(self, text_gguf: str | Path, mmproj: str | Path | None, *, vision: TorchVision | None = None,
+                 name: str | None = None, max_new_tokens: int = 256, image_max_side: int = 512,
+                 context_tokens: int = 4096, threads: int | None = None):
+        from llama_cpp import Llama
+        from llama_cpp.llama_chat_format import MTMDChatHandler
+
+        self.name = name or str(text_gguf)
+        self.max_new_tokens = max_new_tokens
+        self.image_max_side = image_max_side
+        self.vision = vision
+        self._lock = threading.Lock()
+        handler = (MTMDChatHandler(clip_model_path=str(mmproj), verbose=False, use_gpu=False)
+                   if mmproj and vision is None else None)
+        try:
+            self.llama = Llama(model_path=str(text_gguf), chat_handler=handler, n_ctx=context_tokens,
+                               n_threads=threads or cpu_threads(), n_gpu_layers=0, verbose=False)
+        except (ValueError, RuntimeError) as error:
+            raise ModelUnavailable(f"llama.cpp could not load {text_gguf}: {error}.",
+                                   hint="Check the GGUF file, or set MMSUPPORT_RUNTIME=transformers.") from None
+        self.sees_images = handler is not None or vision is not None
+        self.supports_tools = (vision.supports_tools if vision is not None
+                               else "tools" in (self.llama.metadata.get("tokenizer.chat_template") or ""))
+
+    def _messages(self, messages: list[Message]) -> list[dict]:
+        converted = []
+        for message in messages:
+            parts = []
+            for part in content_parts(message):
+                if is_image(part):
+                    if not self.sees_images:
+                        raise InvalidInput("This GGUF model has no vision projector (mmproj), so it cannot see images.",
+                                           hint="Put the model's mmproj*.gguf beside it.")
+                    image = load_image(image_source(part), max_side=self.image_max_side)
+                    parts.append({"type": "image_url", "image_url": {"url": to_data_url(image)}})
+                else:
+                    parts.append(part)
+            converted.append({**message, "content": parts})
+        return converted
+
+    def _start_with_embeddings(self, ids: list[int], rows, greedy: dict):
+        eval_with_embeddings(self.llama, ids, self.vision.image_token_id, rows)
+        return self.llama.create_completion(ids, **greedy)
+
+    def stream(self, messages: list[Message], *, max_new_tokens: int | None = None,
+               tools: list[dict] | None = None) -> Iterator[str]:
+        """Yield text as it is generated; closing the iterator stops generation at the next token."""
+        tools = [tool if "function" in tool else {"type": "function", "function": tool} for tool in tools or []]
+        greedy = dict(stream=True, max_tokens=max_new_tokens or self.max_new_tokens, temperature=0.0, top_k=1,
+                      repeat_penalty=1.0)
+        with self._lock:
+            started = time.perf_counter()
+            first = None
+            if self.vision is not None:  # one vision pass in PyTorch, its embeddings into llama.cpp's context
+                ids, rows = self.vision.prompt(messages, tools or None)
+                chunks = _failing_as_unavailable(self._start_with_embeddings, ids, rows, greedy)
+            else:
+                converted = self._messages(messages)
+                chunks = _failing_as_unavailable(self.llama.create_chat_completion, converted, tools=tools or None,
+                                                 **greedy)
+            try:
+                for chunk in chunks:
+                    if first is None:
+                        first, prompt_tokens = time.perf_counter(), self.llama.n_tokens
+                    choice = chunk["choices"][0]
+                    text = choice["text"] if "text" in choice else choice["delta"].get("content")
+                    if text:
+                        yield text
+            finally:
+                chunks.close()
+                ended = time.perf_counter()
+                decoded = self.llama.n_tokens - prompt_tokens + 1 if first is not None else 0
+                self.last_stats = {"ttft_s": round((first or ended) - started, 4), "decode_tokens": decoded,
+                                   "decode_tok_s": round((decoded - 1) / (ended - first), 2)
+                                   if first is not None and decoded > 1 and ended > first else None}
+
+
+def _failing_as_unavailable(start, *args, **kwargs):
+    """The chunks of ``start(*args, **kwargs)``, with llama.cpp's failures (``llama_decode returned -1``, a prompt
+    longer than the context) as :class:`ModelUnavailable`."""
+    try:
+        yield from start(*args, **kwargs)
+    except (RuntimeError, ValueError) as error:
+        raise ModelUnavailable(f"llama.cpp failed while answering: {error}.",
+                               hint="Set MMSUPPORT_RUNTIME=transformers.") from None
+
+
+def gguf_files(model: str) -> tuple[Path, Path | None] | None:
+    """``(text GGUF, mmproj GGUF or None)`` when ``model`` is a GGUF file, or a folder / cached Hub repo of GGUF files;
+    ``None`` when it is a transformers model."""
+    path = Path(model).expanduser()
+    if path.suffix == ".gguf":
+        if not path.is_file():
+            raise ModelUnavailable(f"The GGUF file {path} does not exist.", hint="Check MMSUPPORT_MODEL.")
+        folder, texts = path.parent, [path]
+    else:
+        folder = path if path.is_dir() else _hub_folder(model)
+        if folder is None or (folder / "config.json").is_file():
+            return None
+        texts = sorted(p for p in folder.glob("*.gguf") if not p.name.startswith("mmproj"))
+        if not texts:
+            return None
+        # the best-kept weights llama.cpp decodes fast on a CPU: q8_0, then f16, then whatever is there
+        texts.sort(key=lambda p: next((i for i, tag in enumerate(("q8_0", "f16")) if tag in p.name.lower()), 9))
+    projectors = sorted(folder.glob("mmproj*.gguf"), key=lambda p: "f16" not in p.name.lower())
+    return texts[0], projectors[0] if projectors else None
+
+
+def _hub_folder(model: str) -> Path | None:
+    """The local snapshot of Hub repo ``model`` (downloaded when the Hub can be reached), or ``None``."""
+    if model.startswith((".", "/", "~")) or model.count("/") != 1:
+        return None
+    from huggingface_hub import snapshot_download
+
+    try:
+        return Path(snapshot_download(model, local_files_only=not hub_reachable()))
+    except Exception:  # noqa: BLE001 - not on the Hub or not cached: the transformers path says why
+        return None
+
+
+def _folder(settings: Settings) -> Path:
+    """The settings' transformers model as a local folder (a Hub id from the cache, downloaded when reachable)."""
+    folder = Path(settings.model).expanduser()
+    folder = folder if folder.is_dir() else _hub_folder(settings.model)
+    if folder is None:
+        raise ModelUnavailable(f"The model {settings.model!r} is neither a local folder nor in the Hub cache.",
+                               hint="Set MMSUPPORT_MODEL to a model folder or a GGUF file.")
+    return folder
+
+
+def model_files(settings: Settings) -> tuple[Path, Path | None]:
+    """``(text GGUF, mmproj GGUF or None)`` for the settings' model, converting a transformers model on first use."""
+    llama_cpp_version()
+    if settings.adapter:
+        raise ModelUnavailable("The llama.cpp runtime runs merged models only, not a separate LoRA adapter.",
+                               hint="Merge the adapter into its model (finetune's merged folder) and use that "
+                                    "folder as MMSUPPORT_MODEL, or set MMSUPPORT_RUNTIME=transformers.")
+    return gguf_files(settings.model) or convert(_folder(settings), settings)
+
+
+def load_llamacpp(settings: Settings, files: tuple[Path, Path | None] | None = None) -> LlamaCppVLM:
+    """The settings' model on llama.cpp (``files`` from :func:`model_files` when not given). A transformers model's
+    images go through its own vision encoder in PyTorch (:mod:`mmsupport.llamacpp_vision`) unless
+    ``settings.llamacpp_vision`` is ``mtmd`` (llama.cpp's projector)."""
+    from mmsupport.vlm import resolve_placement
+
+    files = files or model_files(settings)
+    vision = None
+    if settings.llamacpp_vision == "torch" and gguf_files(settings.model) is None:
+        quantization = resolve_placement("cpu", "auto", settings.quantization)[2]
+        vision = TorchVision(_folder(settings), quantization=quantization, image_max_side=settings.image_max_side)
+    return LlamaCppVLM(*files, vision=vision, name=settings.model, max_new_tokens=settings.max_new_tokens,
+                       image_max_side=settings.image_max_side, context_tokens=settings.context_tokens)
+
+
+# --------------------------------------------------------------------------------------------------------------------
+# Choosing the runtime per host
+
+
+def cpu_signature() -> str:
+    """What decides which llama.cpp kernels run: CPU model and flags, and the llama.cpp build."""
+    try:
+        lines = Path("/proc/cpuinfo").read_text().splitlines()
+    except OSError:
+        lines = []
+    model = next((line for line in lines if line.startswith("model name")), "")
+    flags = next((line for line in lines if line.startswith("flags")), "")
+    text = f"{model}|{' '.join(sorted(flags.split()))}|{llama_cpp_version()}"
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+def probe(text_gguf: Path, mmproj: Path | None, timeout: float = PROBE_TIMEOUT_S) -> dict:
+    """Run the model on llama.cpp in a subprocess (a few tokens, after one small image through ``mmproj`` if given):
+    ``{"ok": True, "decode_tok_s": ...}``, or ``{"ok": False, "reason": ...}`` when it crashes (e.g. SIGILL), fails
+    or hangs."""
+    command = [sys.executable, "-m", "mmsupport.llamacpp", str(text_gguf), str(mmproj or "")]
+    try:
+        done = subprocess.run(command, capture_output=True, text=True, timeout=timeout)
+    except subprocess.TimeoutExpired:
+        return {"ok": False, "reason": f"the llama.cpp probe did not finish within {timeout:g} s"}
+    if done.returncode:
+        how = f"signal {-done.returncode}" if done.returncode < 0 else f"exit code {done.returncode}"
+        lines = [line for line in done.stderr.splitlines() if line.strip()]
+        return {"ok": False, "reason": f"the llama.cpp probe crashed ({how}): {lines[-1] if lines else ''}".strip()}
+    return {"ok": True, **json.loads(done.stdout.strip().splitlines()[-1])}
+
+
+def choose_runtime(settings: Settings, device: str) -> tuple[VLM | None, str]:
+    """For ``runtime=auto``: ``(the llama.cpp VLM, why)`` when llama.cpp should run the model on this host, else
+    ``(None, why not)``. The probe's verdict is cached in ``cache_dir/runtime-probe.json`` per CPU signature."""
+    if device != "cpu":
+        return None, f"transformers on {device}"
+    try:
+        signature = cpu_signature()
+        record = Path(settings.cache_dir) / "runtime-probe.json"
+        verdicts = json.loads(record.read_text()) if record.is_file() else {}
+        verdict = verdicts.get(signature)
+        if verdict is not None and not verdict["ok"]:
+            return None, f"transformers: {verdict['reason']} (cached for this CPU)"
+        files = model_files(settings)
+        if verdict is None:  # llama.cpp's projector is probed only when it is what will encode the images
+            mtmd = settings.llamacpp_vision == "mtmd" or gguf_files(settings.model) is not None
+            verdict = probe(files[0], files[1] if mtmd else None)
+            record.parent.mkdir(parents=True, exist_ok=True)
+            record.write_text(json.dumps({**verdicts, signature: verdict}, indent=1))
+            if not verdict["ok"]:
+                return None, f"transformers: {verdict['reason']}"
+        return load_llamacpp(settings, files), f"llama.cpp ({verdict.get('decode_tok_s')} tokens/s in its probe)"
+    except (ModelUnavailable, InvalidInput) as error:
+        return None, f"transformers: {error}"
+
+
+def _probe_main(text_gguf: str, mmproj: str) -> None:
+    """The probe's subprocess: one image (when there is a projector) and :data:`PROBE_TOKENS` tokens."""
+    from PIL import Image
+
+    vlm = LlamaCppVLM(text_gguf, mmproj or None, max_new_tokens=PROBE_TOKENS, context_tokens=2048)
+    content = [{"type": "image", "image": Image.new("RGB", (64, 48), (40, 90, 200))}] if mmproj else []
+    vlm.generate([{"role": "user", "content": [*content, {"type": "text", "text": "What is this?"}]}])
+    print(json.dumps({"decode_tok_s": vlm.last_stats["decode_tok_s"], "ttft_s": vlm.last_stats["ttft_s"]}))
+
+
+if __name__ == "__main__":
+    _probe_main(*sys.argv[1:3])

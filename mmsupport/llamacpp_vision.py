@@ -1,0 +1,108 @@
+"""A transformers vision encoder feeding llama.cpp's decoder: one vision pass per image.
+
+llama.cpp's Idefics3/SmolVLM preprocessing always encodes an overview of the image and its tiles (two vision passes
+and twice the image tokens for a 512 px photo, where mmsupport's transformers path runs one), which makes its time to
+first token worse than transformers'. So when the model is a transformers folder, :class:`TorchVision` runs the
+model's own vision encoder and connector in PyTorch (int8-dynamic Linear layers on CPU, as the transformers backend
+does), and its image embeddings go into llama.cpp's context in place of the image tokens, with the prompt tokenized
+by the model's own processor and chat template. The decoder (the per-token cost) stays on llama.cpp.
+"""
+
+from __future__ import annotations
+
+import ctypes
+from pathlib import Path
+
+from mmsupport.errors import InvalidInput, ModelUnavailable
+from mmsupport.images import load_image
+from mmsupport.messages import Message, image_source, is_image
+from mmsupport.messages import parts as content_parts
+
+
+class TorchVision:
+    """The vision encoder + connector of the transformers VLM in ``folder``, and its processor."""
+
+    def __init__(self, folder: str | Path, *, quantization: str = "int8-dynamic", image_max_side: int = 512):
+        import torch
+        from transformers import AutoModelForImageTextToText, AutoProcessor
+
+        self.processor = AutoProcessor.from_pretrained(folder)
+        image_processor = getattr(self.processor, "image_processor", None)
+        if hasattr(image_processor, "do_image_splitting"):
+            image_processor.do_image_splitting = False
+        model = AutoModelForImageTextToText.from_pretrained(folder, dtype=torch.float32).eval()
+        inner = model.model
+        if not hasattr(inner, "get_image_features") or not hasattr(inner, "connector"):
+            raise ModelUnavailable(f"{folder} is not an Idefics3/SmolVLM model, whose vision encoder this runs.",
+                                   hint="Give the GGUF files (model + mmproj) instead.")
+        inner.text_model, model.lm_head = None, None  # llama.cpp decodes: keep only the vision side in memory
+        if quantization == "int8-dynamic":
+            from mmsupport.int8 import quantize_int8_dynamic
+
+            quantize_int8_dynamic(inner.vision_model)
+            quantize_int8_dynamic(inner.connector)
+        self.model, self.image_max_side = inner, image_max_side
+        self.image_token_id = model.config.image_token_id
+        self.supports_tools = "tools" in (self.processor.chat_template or "")
+
+    def prompt(self, messages: list[Message], tools: list[dict] | None):
+        """``(token ids, image embeddings as a float32 array of rows, or None)``: the rendered conversation with
+        ``image_token_id`` where each row of the embeddings goes."""
+        import torch
+
+        conversation = [{**message, "content": [
+            {"type": "image", "image": load_image(image_source(part), max_side=self.image_max_side)}
+            if is_image(part) else part for part in content_parts(message)]} for message in messages]
+        try:  # as the transformers backend renders it, so both runtimes see the same tokens
+            inputs = self.processor.apply_chat_template([conversation], tools=tools, add_generation_prompt=True,
+                                                        tokenize=True, return_dict=True, return_tensors="pt")
+        except (ValueError, TypeError, KeyError) as error:
+            raise InvalidInput(f"The conversation does not fit the model's chat template: {error}",
+                               hint="Send alternating user/assistant messages with text and image parts.") from None
+        ids = inputs["input_ids"][0].tolist()
+        if "pixel_values" not in inputs:
+            return ids, None
+        with torch.inference_mode():
+            features = self.model.get_image_features(inputs["pixel_values"], inputs.get("pixel_attention_mask"))
+        rows = torch.cat(features.pooler_output).float().contiguous().numpy()
+        return ids, rows
+
+
+def eval_with_embeddings(llama, ids: list[int], image_token_id: int, rows) -> None:
+    """Evaluate ``ids`` in ``llama``'s fresh context, the runs of ``image_token_id`` as the embedding ``rows``."""
+    import llama_cpp
+
+    llama.reset()
+    llama._ctx.kv_cache_clear()
+    used, start = 0, 0
+    while start < len(ids):
+        image = ids[start] == image_token_id
+        end = start
+        while end < len(ids) and (ids[end] == image_token_id) == image:
+            end += 1
+        if not image:
+            llama.eval(ids[start:end])
+        else:
+            count = end - start
+            if rows is None or used + count > len(rows):
+                raise InvalidInput("The prompt has more image tokens than the image gave embeddings.",
+                                   hint="Check the model's processor (image_seq_len).")
+            batch = llama_cpp.llama_batch_init(count, rows.shape[1], 1)
+            try:
+                for i in range(count):
+                    batch.pos[i] = llama.n_tokens + i
+                    batch.n_seq_id[i] = 1
+                    batch.seq_id[i][0] = 0
+                    batch.logits[i] = 0
+                batch.n_tokens = count
+                block = rows[used:used + count]
+                ctypes.memmove(batch.embd, block.ctypes.data, block.nbytes)
+                if llama_cpp.llama_decode(llama._ctx.ctx, batch) != 0:
+                    raise ModelUnavailable("llama.cpp could not take the image embeddings.",
+                                           hint="Set MMSUPPORT_RUNTIME=transformers.")
+            finally:
+                llama_cpp.llama_batch_free(batch)
+            llama.input_ids[llama.n_tokens:llama.n_tokens + count] = image_token_id
+            llama.n_tokens += count
+            used += count
+        start = end
