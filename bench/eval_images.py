@@ -4,8 +4,8 @@ article type and colour? P@10 / R@10 for the words alone, the photo alone and bo
 Builds a table of the styles.csv rows that have a thumbnail (text = name + gender + colour + article type + usage,
 as bench/eval_devset.py) with image vectors from ``--image-model``, writes photo queries for a fixed sample of those
 products (relevant: the other products with the same ``articleType`` and ``baseColour``; the query's own product is
-left out of its results) and evaluates them as ``python -m mmsupport eval retrieval --photos`` does. The words of a photo are its
-product's own name (an ideal description: an upper bound for the text side), or with ``--describe`` the
+left out of its results) and evaluates them as ``python -m mmsupport eval retrieval --photos`` does. The words of a
+photo are its product's own name (an ideal description: an upper bound for the text side), or with ``--describe`` the
 vision-language model's description of the thumbnail (``--model``).
 
 Offline, ``--image-model tiny`` builds a tiny random CLIP: the figures then say nothing about quality, only that the

@@ -20,8 +20,9 @@ A turn runs in this order:
    model call, so no invented product.
 6. **Answer**: the VLM sees the system rules, the trimmed history and the current message with the retrieved items as
    numbered data between ``<data>`` tags, one JSON object per item. A photo described in step 3 is given as its
-   description, not sent again, so a photo costs one vision pass per turn; only a photo left undescribed is sent. Every text from customers, catalog rows and photo
-   descriptions is cleaned by :mod:`mmsupport.safety` first, so none can end the data block or fake a tool call.
+   description, not sent again, so a photo costs one vision pass per turn; only a photo left undescribed is sent.
+   Every text from customers, catalog rows and photo descriptions is cleaned by :mod:`mmsupport.safety` first, so none
+   can end the data block or fake a tool call.
    Models whose chat template takes tools may call ``search_catalog`` and ``get_item`` until
    ``settings.max_agent_steps`` steps are used; every step is recorded.
 7. **Verify**: ``[id]`` citations of items not retrieved in this turn are removed and flagged (``[n]`` pointing at data

@@ -538,9 +538,10 @@ class Catalog:
 
         Column flags default to the usual names (``id``; ``title``/``name``; ``description``/``text``; ``image``);
         ``kind``, ``category``, ``colour``/``color`` and ``price`` are recognised by name, and every other column is
-        kept as an attribute, text columns too (``--text-cols name,gender,colour``) unless named like a description. Images are relative to ``images_dir`` (default: the CSV's folder). Bad rows are rejected
-        one by one with their line number; a CSV without an id or text column raises :class:`InvalidInput` before
-        anything is written. Unchanged rows are skipped, so ingesting the same file twice writes nothing.
+        kept as an attribute, text columns too (``--text-cols name,gender,colour``) unless named like a description.
+        Images are relative to ``images_dir`` (default: the CSV's folder). Bad rows are rejected one by one with their
+        line number; a CSV without an id or text column raises :class:`InvalidInput` before anything is written.
+        Unchanged rows are skipped, so ingesting the same file twice writes nothing.
         """
         csv_path = Path(csv_path)
         table = read_csv(csv_path)

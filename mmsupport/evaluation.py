@@ -36,26 +36,33 @@ class Query:
     catalog: str | None = None
 
 
-def load_queries(path: str | Path, *, catalog: str | None = None) -> list[Query]:
-    """Queries from a JSONL file, optionally only those whose ``catalog`` field equals ``catalog``."""
+def read_jsonl(path: str | Path, make, *, what: str, example: str) -> list:
+    """The records of the JSONL file ``path``, one ``make(data)`` per non-blank line. A file that cannot be read, or a
+    line ``make`` cannot take (``what`` it should be, like ``example``), raises :class:`InvalidInput` naming it."""
     path = Path(path)
     try:
         lines = path.read_text(encoding="utf-8").splitlines()
     except (OSError, UnicodeDecodeError) as error:
-        raise InvalidInput(f"Cannot read the query file {path}: {error}.", hint="Pass a UTF-8 JSONL file.") from None
-    queries = []
+        raise InvalidInput(f"Cannot read the {what} file {path}: {error}.", hint="Pass a UTF-8 JSONL file.") from None
+    records = []
     for number, line in enumerate(lines, start=1):
         if not line.strip():
             continue
         try:
-            data = json.loads(line)
-            query = Query(str(data["query"]), frozenset(map(str, data["relevant"])), data.get("kind", "all"),
-                          data.get("catalog"))
+            records.append(make(json.loads(line)))
         except (ValueError, KeyError, TypeError):
-            raise InvalidInput(f"{path} line {number} is not a query.",
-                               hint='Each line must be JSON like {"query": "...", "relevant": ["id1", "id2"]}.')
-        if catalog is None or query.catalog == catalog:
-            queries.append(query)
+            raise InvalidInput(f"{path} line {number} is not a {what}.",
+                               hint=f"Each line must be JSON like {example}.") from None
+    return records
+
+
+def load_queries(path: str | Path, *, catalog: str | None = None) -> list[Query]:
+    """Queries from a JSONL file, optionally only those whose ``catalog`` field equals ``catalog``."""
+    queries = [query for query in read_jsonl(
+        path, lambda data: Query(str(data["query"]), frozenset(map(str, data["relevant"])), data.get("kind", "all"),
+                                 data.get("catalog")),
+        what="query", example='{"query": "...", "relevant": ["id1", "id2"]}')
+        if catalog is None or query.catalog == catalog]
     if not queries:
         raise InvalidInput(f"No queries in {path}" + (f" for catalog {catalog!r}." if catalog else "."),
                            hint="Check the file and the --catalog value.")

@@ -11,13 +11,12 @@ VLM description; see :func:`evaluate_photos`) and ``kind``. Each query runs thre
 
 from __future__ import annotations
 
-import json
 import time
 from dataclasses import dataclass
 from pathlib import Path
 
 from mmsupport.errors import InvalidInput
-from mmsupport.evaluation import first_relevant_rank, query_metrics, summarize
+from mmsupport.evaluation import first_relevant_rank, query_metrics, read_jsonl, summarize
 
 SIDES = ("text-only", "image-only", "fused")
 
@@ -34,21 +33,10 @@ class PhotoQuery:
 def load_photo_queries(path: str | Path) -> list[PhotoQuery]:
     """Photo queries from a JSONL file; image paths are relative to the file's folder unless absolute."""
     path = Path(path)
-    try:
-        lines = path.read_text(encoding="utf-8").splitlines()
-    except (OSError, UnicodeDecodeError) as error:
-        raise InvalidInput(f"Cannot read the photo query file {path}: {error}.", hint="Pass a UTF-8 JSONL file.")
-    queries = []
-    for number, line in enumerate(lines, start=1):
-        if not line.strip():
-            continue
-        try:
-            data = json.loads(line)
-            queries.append(PhotoQuery(str(path.parent / data["image"]), frozenset(map(str, data["relevant"])),
-                                      data.get("id"), data.get("text"), data.get("kind", "all")))
-        except (ValueError, KeyError, TypeError):
-            raise InvalidInput(f"{path} line {number} is not a photo query.",
-                               hint='Each line must be JSON like {"image": "a.jpg", "relevant": ["id1"]}.') from None
+    queries = read_jsonl(
+        path, lambda data: PhotoQuery(str(path.parent / data["image"]), frozenset(map(str, data["relevant"])),
+                                      data.get("id"), data.get("text"), data.get("kind", "all")),
+        what="photo query", example='{"image": "a.jpg", "relevant": ["id1"]}')
     if not queries:
         raise InvalidInput(f"No photo queries in {path}.", hint="Check the file.")
     return queries

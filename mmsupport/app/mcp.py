@@ -6,9 +6,10 @@ endpoint a tool, the scripts' ``/chat``, ``/feedback``, ``/handoff`` and ``/tick
 cuts its tool table down to the three endpoints registered here, so nothing else can be listed or called (admin,
 support desk and page events are private endpoints and were never candidates).
 
-Each tool answers with JSON text (Gradio would send a Python ``repr`` of a dict). The tools run through the same handlers as the scripts' API (:class:`~mmsupport.app.api.Api`): the same checks,
-queue slots, A/B variants and conversation log (channel ``api``). A photo for ``ask_support`` comes by URL
-(:mod:`mmsupport.image_url` guards the fetch) and is then checked exactly like an upload.
+Each tool answers with JSON text (Gradio would send a Python ``repr`` of a dict). The tools run through the same
+handlers as the scripts' API (:class:`~mmsupport.app.api.Api`): the same checks, queue slots, A/B variants and
+conversation log (channel ``api``). A photo for ``ask_support`` comes by URL (:mod:`mmsupport.image_url` guards the
+fetch) and is then checked exactly like an upload.
 """
 
 from __future__ import annotations
