@@ -3,13 +3,15 @@ models) words into one vector space, so a photo finds the products that look lik
 
 Any Hub id or folder that transformers loads with ``AutoModel`` + ``AutoProcessor`` and that has
 ``get_image_features`` / ``get_text_features`` works (``openai/clip-vit-base-patch32`` by default,
-``google/siglip-base-patch16-224``). The model loads on first use, once per process; a model that cannot be loaded
+``google/siglip-base-patch16-224``), and a sentence-transformers CLIP (``sentence-transformers/clip-ViT-B-32``: its
+transformers model is read from the folder its ``modules.json`` names). The model loads on first use, once per process; a model that cannot be loaded
 (offline and not in the local cache, a wrong folder) raises :class:`~mmsupport.errors.ModelUnavailable` at once on
 every later call too, so ingest and search carry on without image vectors instead of retrying for minutes.
 """
 
 from __future__ import annotations
 
+import json
 import logging
 import threading
 from collections import OrderedDict
@@ -50,9 +52,10 @@ class ImageEmbedder:
         from mmsupport.vlm import hub_reachable
 
         cache_only = not Path(name).expanduser().is_dir() and not hub_reachable()
+        subfolder = _sentence_transformers_clip(name, cache_only)
         try:
-            self.processor = AutoProcessor.from_pretrained(name, local_files_only=cache_only)
-            self.model = AutoModel.from_pretrained(name, local_files_only=cache_only)
+            self.processor = AutoProcessor.from_pretrained(name, subfolder=subfolder, local_files_only=cache_only)
+            self.model = AutoModel.from_pretrained(name, subfolder=subfolder, local_files_only=cache_only)
         except Exception as error:  # noqa: BLE001 - offline, missing folder, not a model: all mean "cannot load"
             where = " (the Hub cannot be reached and it is not in the local cache)" if cache_only else ""
             raise ModelUnavailable(f"Cannot load the image embedding model {name!r}{where}: "
@@ -133,6 +136,23 @@ class ImageEmbedder:
         features = output if isinstance(output, torch.Tensor) else output.pooler_output
         features = features.float().cpu().numpy()
         return (features / np.maximum(np.linalg.norm(features, axis=1, keepdims=True), 1e-12)).astype(np.float32)
+
+
+def _sentence_transformers_clip(name: str, cache_only: bool) -> str:
+    """Where a sentence-transformers CLIP (e.g. ``sentence-transformers/clip-ViT-B-32``) keeps its transformers model:
+    the folder of its ``CLIPModel`` module in ``modules.json``; "" for a transformers model."""
+    folder = Path(name).expanduser()
+    try:
+        if folder.is_dir():
+            modules = folder / "modules.json"
+        else:
+            from huggingface_hub import hf_hub_download
+
+            modules = Path(hf_hub_download(name, "modules.json", local_files_only=cache_only))
+        listed = json.loads(modules.read_text(encoding="utf-8"))
+    except Exception:  # noqa: BLE001 - no readable modules.json: not a sentence-transformers model
+        return ""
+    return next((module["path"] for module in listed if str(module.get("type", "")).endswith("CLIPModel")), "")
 
 
 def _probe():

@@ -7,6 +7,7 @@ quality is tested.
 
 import io
 import json
+import shutil
 
 import numpy as np
 import pytest
@@ -203,3 +204,13 @@ def test_a_pictures_vector_does_not_depend_on_the_pictures_embedded_with_it(tiny
     alone = embedder.embed_images(pictures[:1])[0]
     assert np.array_equal(embedder.embed_images(pictures)[0], alone)
     assert np.array_equal(embedder.embed_query(pictures[0]), alone)
+
+
+def test_a_sentence_transformers_clip_folder_loads_its_transformers_model(tmp_path, tiny_clip_dir):
+    folder = tmp_path / "st-clip"
+    shutil.copytree(tiny_clip_dir, folder / "0_CLIPModel")
+    (folder / "modules.json").write_text(json.dumps(
+        [{"idx": 0, "name": "0", "path": "0_CLIPModel", "type": "sentence_transformers.models.CLIPModel"}]))
+    picture = SAMPLE_DATA_DIR / "images" / "P0001.png"
+    assert np.array_equal(ImageEmbedder(str(folder)).embed_query(picture),
+                          ImageEmbedder(str(tiny_clip_dir)).embed_query(picture))
