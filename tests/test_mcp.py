@@ -9,7 +9,7 @@ import socket
 import httpx
 import pytest
 
-from mmsupport.config import REPO_DIR
+from mmsupport.config import REPO_DIR, SEARCH_MODES
 
 PHOTO = REPO_DIR / "data" / "images" / "customer" / "watch_red_light.png"
 #: A second photo: descriptions are cached by image, so each case needs its own for the model to see it.
@@ -84,7 +84,7 @@ def test_exactly_the_three_tools_are_listed_typed_and_documented(mcp_app):
     assert search["required"] == ["query"]
     assert {name: spec.get("type") for name, spec in search["properties"].items()} == {
         "query": "string", "mode": None, "k": "integer", "category": "string"}
-    assert search["properties"]["mode"]["enum"] == ["hybrid", "vector", "fts"]
+    assert search["properties"]["mode"]["enum"] == list(SEARCH_MODES)
     assert tools["get_item"].inputSchema["required"] == ["item_id"]
     ask = tools["ask_support"].inputSchema
     assert ask["required"] == ["question"] and set(ask["properties"]) == {"question", "image_url", "session_id"}
@@ -139,7 +139,7 @@ def test_ask_support_sees_a_photo_sent_as_a_data_url_or_an_upload(mcp_app):
 @pytest.mark.parametrize("tool, arguments, message", [
     ("search_catalog", {"query": "boots", "k": 99}, "k must be a whole number from 1 to 50, not 99"),
     ("search_catalog", {"query": "  "}, "The query is empty"),
-    ("search_catalog", {"query": "boots", "mode": "fuzzy"}, "'fuzzy' is not one of ['hybrid', 'vector', 'fts']"),
+    ("search_catalog", {"query": "boots", "mode": "fuzzy"}, f"'fuzzy' is not one of {list(SEARCH_MODES)}"),
     ("search_catalog", {}, "'query' is a required property"),
     ("get_item", {"item_id": "NOPE-1"}, "There is no item with id 'NOPE-1'. Use an id that search_catalog returned."),
     ("ask_support", {"question": "Is this broken?", "image_url": "http://127.0.0.1:9/photo.png"},

@@ -51,7 +51,7 @@ class McpTools:
 
         Args:
             query: What to look for, in plain words, e.g. "waterproof hiking boots" or "watch flashing red".
-            mode: "hybrid" (default: keywords and meaning), "vector" (meaning only) or "fts" (keywords only).
+            mode: "hybrid" (default: keywords and meaning), "vector" (meaning only), "fts" (keywords only) or "image" (the words matched against the product pictures, where the catalog has image vectors).
             k: How many items to return, 1 to 50.
             category: Only items of this catalog category, e.g. "shoes"; empty for every category.
         Returns:
