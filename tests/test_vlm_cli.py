@@ -31,7 +31,7 @@ def test_describe_json(tiny_vlm_dir, tmp_path, capsys):
     vlm = load_vlm(load_settings(model=str(tiny_vlm_dir), max_new_tokens=5))  # the model the command loaded
     asked = {"role": "user", "content": [{"type": "image", "image": load_image(photo, max_side=vlm.image_max_side)},
                                          {"type": "text", "text": "What colour?"}]}
-    assert result["text"] == vlm.generate([asked]).strip()  # uncached: the model's own answer to that prompt
+    assert result["text"] == vlm.generate([asked], max_new_tokens=5).strip()  # uncached: the model's own answer to that prompt
 
 
 def test_describe_bad_image_is_one_line_without_traceback(tmp_path):

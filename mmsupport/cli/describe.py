@@ -31,7 +31,8 @@ def run(args) -> int:
     started = time.perf_counter()
     vlm = load_vlm(settings)
     loaded = time.perf_counter()
-    text = vlm.describe(image, args.prompt)
+    # the limit goes with the call: a model already loaded in this process keeps the one it was loaded with
+    text = vlm.describe(image, args.prompt, max_new_tokens=settings.max_new_tokens)
     done = time.perf_counter()
     if args.json:
         stats = vlm.last_stats or dict.fromkeys(("ttft_s", "decode_tokens", "decode_tok_s"))
