@@ -1,8 +1,9 @@
 """Image embedding speed on CPU with the default CLIP architecture (ViT-B/32, random weights: speed only, never
 quality): ingest throughput (pictures/s, batches of :data:`mmsupport.image_embeddings.BATCH`) and query-photo latency
-p50/p90 (decode + preprocess + forward of one shopper photo), per torch thread count and CPU variant (fp32, int8
-dynamic quantization of the Linear layers, bf16 autocast where the CPU has avx512_bf16/AMX). Also records each
-variant's cosine to fp32, the machine's load average and its CPU flags. Writes bench/results/image_embeddings.json.
+p50/p90 (decode + preprocess + forward of one shopper photo), per thread count and CPU variant: the runtime (ONNX
+Runtime, the default, or PyTorch) with fp32 or int8 dynamic quantization of the linear layers (the default), and
+PyTorch bf16 where the CPU has avx512_bf16/AMX. Also records each variant's cosine to PyTorch fp32, the machine's
+load average and its CPU flags. Writes bench/results/image_embeddings.json.
 
     python bench/image_embeddings.py [--queries 30] [--pictures 64] [--threads 1,2] [--model-dir /tmp/clip-b32]
 """
@@ -58,13 +59,15 @@ def query_times(embedder: ImageEmbedder, photos: list, n: int) -> tuple[list[flo
     return wall, cpu
 
 
-def variant(folder: Path, name: str) -> ImageEmbedder | None:
-    """The embedder in CPU variant ``name``; ``None`` when this host cannot run it."""
-    if name != "bf16":
-        return ImageEmbedder(str(folder), device="cpu", quantization="none" if name == "fp32" else name)
+def variant(folder: Path, name: str, cache: Path) -> ImageEmbedder | None:
+    """The embedder in CPU variant ``name`` (``runtime-dtype``); ``None`` when this host cannot run it."""
+    runtime, dtype = name.split("-")
+    if dtype != "bf16":
+        return ImageEmbedder(str(folder), device="cpu", runtime=runtime, cache_dir=cache,
+                             quantization="none" if dtype == "fp32" else "int8-dynamic")
     if not set(machine()["cpu_flags"]) & {"avx512_bf16", "amx_bf16"}:
         return None
-    embedder = ImageEmbedder(str(folder), device="cpu", quantization="none")
+    embedder = ImageEmbedder(str(folder), device="cpu", runtime="torch", quantization="none")
     embedder.model = embedder.model.to(torch.bfloat16)
     forward = embedder._forward
 
@@ -80,7 +83,7 @@ def main() -> None:
     parser.add_argument("--queries", type=int, default=30)
     parser.add_argument("--pictures", type=int, default=64)
     parser.add_argument("--threads", default="1,2")
-    parser.add_argument("--variants", default="fp32,int8-dynamic,bf16")
+    parser.add_argument("--variants", default="onnx-int8,onnx-fp32,torch-int8,torch-fp32,torch-bf16")
     parser.add_argument("--model-dir", type=Path, help="where the random ViT-B/32 is (built there when missing)")
     parser.add_argument("--out", type=Path, default=REPO_DIR / "bench" / "results" / "image_embeddings.json")
     args = parser.parse_args()
@@ -88,12 +91,13 @@ def main() -> None:
         build_default_clip(args.model_dir or Path(tempfile.mkdtemp(prefix="clip-b32-")))
     photos = [load_image(path) for path in CUSTOMER + PHOTOS]  # decoded once: the app decodes at upload
     pictures = PHOTOS[: args.pictures]
-    reference = ImageEmbedder(str(folder), device="cpu", quantization="none").embed_images(photos[:8])
+    cache = Path(tempfile.mkdtemp(prefix="image-embeddings-cache-"))
+    reference = ImageEmbedder(str(folder), device="cpu", runtime="torch", quantization="none").embed_images(photos[:8])
     runs = []
     for threads in [int(t) for t in args.threads.split(",")]:
         torch.set_num_threads(threads)
         for name in args.variants.split(","):
-            embedder = variant(folder, name)
+            embedder = variant(folder, name, cache)
             if embedder is None:
                 print(f"{name}: not on this CPU")
                 continue

@@ -390,8 +390,9 @@ class Catalog:
             from mmsupport.image_embeddings import load_image_embedder
 
             try:
-                self._image_embedder = load_image_embedder(self.settings.image_embedding_model,
-                                                           device=self.settings.device)
+                self._image_embedder = load_image_embedder(
+                    self.settings.image_embedding_model, device=self.settings.device,
+                    runtime=self.settings.embedding_runtime, cache_dir=self.settings.cache_dir)
             except ModelUnavailable as error:
                 self.image_status = f"unavailable: {error}"
         return self._image_embedder

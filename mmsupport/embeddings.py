@@ -11,12 +11,12 @@ from __future__ import annotations
 import hashlib
 import logging
 import threading
-import warnings
 from functools import lru_cache
 from pathlib import Path
 
 import numpy as np
 
+from mmsupport import onnx_models
 from mmsupport.errors import ModelUnavailable
 
 logger = logging.getLogger(__name__)
@@ -96,17 +96,12 @@ class _OnnxEncoder:
                         model)
             return None
         try:
-            import onnxruntime
-
             transformer = modules[0]
             tokenizer = transformer.tokenizer
-            path = cache_dir / "onnx" / f"{_weights_hash(transformer.auto_model)}.onnx"
+            path = cache_dir / "onnx" / f"{onnx_models.weights_hash(transformer.auto_model)}.onnx"
             if not path.is_file():
                 _export(transformer.auto_model, tokenizer, path)
-            options = onnxruntime.SessionOptions()
-            options.log_severity_level = 3
-            options.add_session_config_entry("session.intra_op.allow_spinning", "0")  # leave idle cores to LanceDB
-            session = onnxruntime.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+            session = onnx_models.session(path)
         except Exception as error:  # noqa: BLE001 - any export or runtime failure means "use PyTorch"
             logger.warning("Embedding model runs on PyTorch (slower queries): ONNX export failed: %s", error)
             return None
@@ -145,19 +140,8 @@ def fingerprint(module) -> str:
     return digest.hexdigest()[:16]
 
 
-def _weights_hash(module) -> str:
-    """Names the cached export: the same weights (wherever they were loaded from) give the same file."""
-    import torch
-
-    digest = hashlib.sha256(f"{type(module).__name__} {torch.__version__}".encode())
-    for name, tensor in module.state_dict().items():
-        digest.update(name.encode())
-        digest.update(tensor.detach().contiguous().view(-1).view(torch.uint8).numpy().tobytes())
-    return digest.hexdigest()[:24]
-
-
 def _export(model, tokenizer, path: Path) -> None:
-    """Write ``model``'s last hidden state as an ONNX graph with dynamic batch and sequence axes (atomically)."""
+    """Write ``model``'s last hidden state as an ONNX graph with dynamic batch and sequence axes."""
     import torch
 
     class LastHiddenState(torch.nn.Module):
@@ -170,14 +154,9 @@ def _export(model, tokenizer, path: Path) -> None:
 
     example = tokenizer(["an example query", "two"], padding=True, return_tensors="pt")
     names = [name for name in tokenizer.model_input_names if name in example]
-    path.parent.mkdir(parents=True, exist_ok=True)
-    partial = path.with_suffix(f".{threading.get_ident()}.partial")
-    with torch.inference_mode(False), torch.no_grad(), warnings.catch_warnings():
-        warnings.simplefilter("ignore")  # tracer notes on branches that are constant for an encoder
-        torch.onnx.export(LastHiddenState().eval(), tuple(example[name] for name in names), str(partial),
-                          input_names=names, output_names=["last_hidden_state"], opset_version=17, dynamo=False,
-                          dynamic_axes={name: {0: "batch", 1: "sequence"} for name in [*names, "last_hidden_state"]})
-    partial.replace(path)
+    onnx_models.export(LastHiddenState(), tuple(example[name] for name in names), path, input_names=names,
+                       output_names=["last_hidden_state"],
+                       dynamic_axes={name: {0: "batch", 1: "sequence"} for name in [*names, "last_hidden_state"]})
 
 
 _lock = threading.Lock()

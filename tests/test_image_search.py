@@ -214,3 +214,32 @@ def test_a_sentence_transformers_clip_folder_loads_its_transformers_model(tmp_pa
     picture = SAMPLE_DATA_DIR / "images" / "P0001.png"
     assert np.array_equal(ImageEmbedder(str(folder)).embed_query(picture),
                           ImageEmbedder(str(tiny_clip_dir)).embed_query(picture))
+
+
+@pytest.mark.parametrize("quantization", ["none", "int8-dynamic"])
+def test_the_image_tower_on_onnx_runtime_gives_the_vectors_pytorch_gives(tmp_path, tiny_clip_dir, quantization):
+    pictures = [SAMPLE_DATA_DIR / "images" / f"P{n:04d}.png" for n in (1, 30, 60)]
+    onnx = ImageEmbedder(str(tiny_clip_dir), quantization=quantization, cache_dir=tmp_path)
+    torch = ImageEmbedder(str(tiny_clip_dir), quantization=quantization, runtime="torch")
+    assert (onnx.runtime, torch.runtime) == ("onnx", "torch")
+    vectors = onnx.embed_images(pictures)
+    np.testing.assert_allclose(np.linalg.norm(vectors, axis=1), 1.0, atol=1e-5)
+    assert (vectors * torch.embed_images(pictures)).sum(axis=1).min() > (0.9999 if quantization == "none" else 0.99)
+    assert onnx.fingerprint == torch.fingerprint  # the table records the weights, whatever runs them
+
+
+def test_the_image_tower_export_is_cached_and_a_broken_one_falls_back_to_pytorch(tmp_path, tiny_clip_dir):
+    cache = tmp_path / "cache"
+    picture = SAMPLE_DATA_DIR / "images" / "P0001.png"
+    first = ImageEmbedder(str(tiny_clip_dir), cache_dir=cache)
+    exported = sorted((cache / "onnx").iterdir())
+    assert [path.name.split(".", 1)[1] for path in exported] == ["images.int8.onnx", "images.onnx"]  # no partials
+    stamps = [path.stat().st_mtime_ns for path in exported]
+    again = ImageEmbedder(str(tiny_clip_dir), cache_dir=cache)
+    assert again.runtime == "onnx" and [path.stat().st_mtime_ns for path in exported] == stamps
+    assert np.array_equal(again.embed_query(picture), first.embed_query(picture))
+    (tmp_path / "broken" / "onnx").parent.mkdir()
+    (tmp_path / "broken" / "onnx").write_text("a file where the export folder should be")
+    fallback = ImageEmbedder(str(tiny_clip_dir), cache_dir=tmp_path / "broken")
+    assert fallback.runtime == "torch"
+    assert float(fallback.embed_query(picture) @ first.embed_query(picture)) > 0.99
