@@ -44,7 +44,7 @@ class ImageEmbedder:
     vector size. ``device``: ``auto`` (CUDA when available), ``cpu`` or ``cuda[:n]``. ``quantization``: ``auto``
     (int8 dynamic on a CPU with fbgemm kernels: half the time of fp32 in bench/image_embeddings.py, cosine 0.9995
     to it; none on CUDA), ``none`` or ``int8-dynamic``. ``runtime``: on a CPU, ``onnx`` runs the image tower on ONNX
-    Runtime (exported once into ``cache_dir``; its int8 kernels take about 0.6 of the time of PyTorch's, the same
+    Runtime (exported once into ``cache_dir``; its int8 kernels take two thirds of the time of PyTorch's, the same
     bench), with PyTorch as the fallback when the export fails; ``torch`` keeps it on PyTorch. ``runtime`` then
     says which one runs."""
 
