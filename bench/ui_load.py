@@ -1,5 +1,5 @@
-"""Load test of the app: concurrent gradio_client sessions sending photo + question turns to ``/chat`` on 127.0.0.1,
-while a few other clients search the catalog through ``/search``.
+"""Load test of the app: concurrent HTTP sessions sending photo + question turns to ``/chat`` on 127.0.0.1, while a
+few other clients search the catalog through ``/search``.
 
     python bench/ui_load.py                          # 20 chat sessions and 4 searchers for 120 s
     python bench/ui_load.py --sessions 5 --searchers 2 --seconds 30
@@ -21,7 +21,6 @@ import statistics
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 from pathlib import Path
 
@@ -96,84 +95,140 @@ def _latencies(calls: list[dict], prefix: str) -> dict:
             f"{prefix}max": round(latencies[-1], 3)}
 
 
-def run_load(sessions: int = 20, seconds: float = 120.0, workdir: Path | None = None, searchers: int = 4) -> dict:
-    """Run the load test and return its figures (see the module docstring)."""
+class HttpClient:
+    """The app's HTTP API spoken as any non-Python client would (Gradio's ``/gradio_api/call`` protocol: an upload,
+    a POST, then the result as server-sent events), on one asyncio loop. gradio_client's threads and polling took
+    about 1.4 of the 2 cores of a dev machine to drive this load, starving the server they measured; this client
+    takes a small share (``client_cpu_s`` in the result), as shoppers' browsers on other machines would."""
+
+    def __init__(self, url: str):
+        import httpx
+
+        self.http = httpx.AsyncClient(base_url=url, timeout=300)
+
+    async def upload(self, path: Path) -> dict:
+        """Upload a file; the value that names it in a call."""
+        response = await self.http.post("/gradio_api/upload",
+                                        files={"files": (path.name, path.read_bytes(), "image/png")})
+        response.raise_for_status()
+        return {"path": response.json()[0], "meta": {"_type": "gradio.FileData"}}
+
+    async def call(self, api: str, *data):
+        """Call endpoint ``api`` with its inputs ``data``; its output, or ``RuntimeError`` with the server's error."""
+        response = await self.http.post(f"/gradio_api/call/{api}", json={"data": list(data)})
+        response.raise_for_status()
+        event = None
+        async with self.http.stream("GET", f"/gradio_api/call/{api}/{response.json()['event_id']}") as stream:
+            async for line in stream.aiter_lines():
+                if line.startswith("event:"):
+                    event = line.partition(":")[2].strip()
+                elif line.startswith("data:") and event in ("complete", "error"):
+                    payload = line.partition(":")[2].strip()
+                    if event == "error":
+                        raise RuntimeError(f"/{api}: {payload}")
+                    return json.loads(payload)[0]
+        raise RuntimeError(f"/{api}: the event stream ended without a result")
+
+    async def chat(self, question: str, photo: Path) -> dict:
+        return await self.call("chat", question, await self.upload(photo), "hybrid", 5, "", None, None)
+
+    async def search(self, query: str) -> list:
+        return await self.call("search", query, "hybrid", 5, "", None)
+
+    async def close(self) -> None:
+        await self.http.aclose()
+
+
+def run_load(sessions: int = 20, seconds: float = 120.0, workdir: Path | None = None, searchers: int = 4,
+             max_sessions: int | None = None) -> dict:
+    """Run the load test and return its figures (see the module docstring). ``max_sessions``: the server's
+    ``MMSUPPORT_MAX_SESSIONS`` (``None``: the app's default)."""
+    import asyncio
+
     import httpx
     import psutil
-    from gradio_client import Client, handle_file
 
     workdir = Path(workdir or tempfile.mkdtemp(prefix="mmsupport-load-"))
     port = free_port()
     url = f"http://127.0.0.1:{port}"
     started = time.monotonic()
     server = subprocess.Popen([sys.executable, __file__, "--serve", str(port), str(workdir / "db")], cwd=REPO,
-                              env={**os.environ, "HF_HUB_OFFLINE": "1", "GRADIO_ANALYTICS_ENABLED": "False"},
+                              env={**os.environ, "HF_HUB_OFFLINE": "1", "GRADIO_ANALYTICS_ENABLED": "False",
+                                   **({"MMSUPPORT_MAX_SESSIONS": str(max_sessions)} if max_sessions else {})},
                               stdout=subprocess.DEVNULL, stderr=open(workdir / "server.log", "wb"))
-    try:
-        page_up = wait_until(lambda: httpx.get(url, timeout=2).status_code == 200, 300, "the page")
-        probe = Client(url, verbose=False)
-        catalog_up = wait_until(lambda: probe.predict("boots", "hybrid", 1, "", api_name="/search"), 600,
-                                "the catalog")
-        alone = []  # one client searching on an otherwise idle server: the figure load is compared with
+    rss: list[tuple[float, float]] = []
+    turns: list[dict] = []
+    searches: list[dict] = []
+    alone: list[dict] = []  # one client searching on an otherwise idle server: the figure load is compared with
+    errors: list[str] = []
+    cpu: dict[str, float] = {}
+
+    async def load() -> tuple[float, float]:
+        probe = HttpClient(url)
+        page_up = await asyncio.to_thread(wait_until, lambda: httpx.get(url, timeout=2).status_code == 200, 300,
+                                          "the page")
+        catalog_up = time.monotonic()
+        while True:
+            try:
+                if await probe.search("boots"):
+                    break
+            except (httpx.HTTPError, RuntimeError):  # the server is still loading the catalog
+                if time.monotonic() - catalog_up > 600:
+                    raise
+            await asyncio.sleep(0.2)
+        catalog_up = time.monotonic() - catalog_up
         for query in SEARCHES * 2:
             sent = time.monotonic()
-            probe.predict(query, "hybrid", 5, "", api_name="/search")
+            await probe.search(query)
             alone.append({"seconds": time.monotonic() - sent})
-        process = psutil.Process(server.pid)
-        rss: list[tuple[float, float]] = []
-        turns: list[dict] = []
-        searches: list[dict] = []
-        errors: list[str] = []
-        stop = threading.Event()
+        await probe.close()
+        process, me = psutil.Process(server.pid), psutil.Process()
+        server_cpu, client_cpu = sum(process.cpu_times()[:2]), sum(me.cpu_times()[:2])
         load_start = time.monotonic()
 
-        def sample_rss():
-            while not stop.is_set():
+        async def sample_rss():
+            while time.monotonic() - load_start < seconds:
                 rss.append((time.monotonic() - load_start, process.memory_info().rss / 2**20))
-                stop.wait(0.5)
+                await asyncio.sleep(0.5)
 
-        def session(number: int):
-            client = Client(url, verbose=False)
-            turn = 0
+        async def session(number: int):
+            client, turn = HttpClient(url), 0
             while time.monotonic() - load_start < seconds:
                 photo, question = PHOTOS[(number + turn) % len(PHOTOS)], QUESTIONS[turn % len(QUESTIONS)]
                 sent = time.monotonic()
                 try:
-                    reply = client.predict(question, handle_file(str(photo)), "hybrid", 5, "", api_name="/chat")
-                    answered = bool(reply["answer"].strip())
+                    answered = bool((await client.chat(question, photo))["answer"].strip())
                 except Exception as error:  # every failure is counted and reported, none is retried
                     errors.append(f"session {number}: {type(error).__name__}: {error}")
                     answered = False
                 turns.append({"session": number, "sent": sent - load_start,
                               "seconds": time.monotonic() - sent, "answered": answered})
                 turn += 1
+            await client.close()
 
-        def searcher(number: int):
-            client = Client(url, verbose=False)
-            call = 0
+        async def searcher(number: int):
+            client, call = HttpClient(url), 0
             while time.monotonic() - load_start < seconds:
                 sent = time.monotonic()
                 try:
-                    found = bool(client.predict(SEARCHES[(number + call) % len(SEARCHES)], "hybrid", 5, "",
-                                                api_name="/search"))
+                    found = bool(await client.search(SEARCHES[(number + call) % len(SEARCHES)]))
                 except Exception as error:
                     errors.append(f"searcher {number}: {type(error).__name__}: {error}")
                     found = False
                 searches.append({"searcher": number, "sent": sent - load_start,
                                  "seconds": time.monotonic() - sent, "found": found})
                 call += 1
-                time.sleep(SEARCH_PAUSE)
+                await asyncio.sleep(SEARCH_PAUSE)
+            await client.close()
 
-        sampler = threading.Thread(target=sample_rss)
-        sampler.start()
-        workers = [threading.Thread(target=session, args=(n,)) for n in range(sessions)]
-        workers += [threading.Thread(target=searcher, args=(n,)) for n in range(searchers)]
-        for worker in workers:
-            worker.start()
-        for worker in workers:
-            worker.join()
-        stop.set()
-        sampler.join()
+        await asyncio.gather(sample_rss(), *(session(n) for n in range(sessions)),
+                             *(searcher(n) for n in range(searchers)))
+        cpu["server_cpu_s"] = round(sum(process.cpu_times()[:2]) - server_cpu, 1)
+        cpu["client_cpu_s"] = round(sum(me.cpu_times()[:2]) - client_cpu, 1)
+        return page_up, catalog_up
+
+    try:
+        page_up, catalog_up = asyncio.run(load())
     finally:
         server.terminate()
         server.wait(30)
@@ -189,7 +244,7 @@ def run_load(sessions: int = 20, seconds: float = 120.0, workdir: Path | None = 
         "rss_mb_start": round(rss[0][1], 1), "rss_mb_warm": round(warm_rss[0], 1),
         "rss_mb_peak": round(max(mb for _, mb in rss), 1), "rss_mb_end": round(rss[-1][1], 1),
         "page_up_seconds": round(page_up, 1), "catalog_ready_seconds": round(catalog_up + page_up, 1),
-        "since_spawn_seconds": round(time.monotonic() - started, 1),
+        "since_spawn_seconds": round(time.monotonic() - started, 1), **cpu,
         "cpu_count": os.cpu_count(), "load_average": [round(x, 2) for x in os.getloadavg()],
         "timeline": {"turns": turns, "searches": searches, "rss": rss},
     }

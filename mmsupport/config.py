@@ -140,6 +140,9 @@ class Settings:
     admin_password: str | None = field(default=None, repr=False)
     admin_session_minutes: float = 30.0  # an admin log-in expires after this long without an admin call
     max_upload_mb: float = 10.0
+    #: Sessions whose state Gradio keeps (about 0.2 MB each; every browser tab and every API call opens one): the
+    #: least recently used is dropped past this, so memory stays bounded under API traffic.
+    max_sessions: int = 1000
     #: Also serve the MCP tools search_catalog, get_item and ask_support at /gradio_api/mcp/ (mmsupport.app.mcp).
     #: Unset, Gradio's own ``GRADIO_MCP_SERVER=true`` turns it on too.
     mcp: bool = False

@@ -119,6 +119,7 @@ class SupportApp(gr.Blocks):
 
     def launch(self, **kwargs):
         kwargs.setdefault("max_file_size", f"{int(self.settings.max_upload_mb * 1024 * 1024)}b")
+        kwargs.setdefault("state_session_capacity", self.settings.max_sessions)
         kwargs.setdefault("allowed_paths", [str(d) for d in self.image_dirs])
         kwargs.setdefault("css", CSS + resolution.CSS)
         kwargs.setdefault("head", HEAD)
