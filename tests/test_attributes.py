@@ -131,3 +131,23 @@ def test_values_written_to_break_parsing_are_only_values(tmp_path):
         assert ids(catalog, "navy' OR '1'='1 formal shirt for men", where=where)[0] == "navy-men"
         assert ids(catalog, "c++ (beta).* tee", where=where)[0] == "tee-men"
         assert ids(catalog, "shoes\\ %_ for running", where=where)[0] == "runner"
+
+
+@pytest.mark.parametrize("mode", ["hybrid", "vector"])
+def test_attribute_words_lift_the_row_that_has_them_on_a_table_with_an_ann_index(tmp_path, monkeypatch, mode):
+    import mmsupport.catalog
+
+    monkeypatch.setattr(mmsupport.catalog, "ANN_MIN_ROWS", 300)  # what 100k rows do, on a table a test can build
+    fillers = [[f"f{i}", f"{thing} {i}", f"A {colour.lower()} {thing.lower()} for every day, model {i}", gender,
+                colour, thing, "Casual", "20"]
+               for i, (thing, colour, gender) in enumerate(
+                   (t, c, g) for t in ("Socks", "Caps", "Scarves") for c in ("Red", "Green", "White", "Navy Blue")
+                   for g in ("Men", "Women") for _ in range(13))]
+    catalog = Catalog.open(load_settings(db_dir=tmp_path / "db", table="big"), create=True)
+    catalog.ingest_csv(write_csv(tmp_path / "big.csv", [*ROWS, *fillers], HEADER), progress=False)
+    assert len(catalog) >= 300 and catalog.view().exact is None
+    shirts = {"navy-men", "navy-women", "olive-men"}
+    found = ids(catalog, "navy formal shirt for men", mode=mode)
+    assert found[0] == "navy-men" and set(found[:3]) == shirts
+    unboosted = ids(catalog, "navy formal shirt for men", mode=mode, attributes=False)
+    assert unboosted[0] != "navy-men" or set(unboosted[:3]) != shirts
