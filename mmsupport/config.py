@@ -82,7 +82,8 @@ class Settings:
     db_dir: str | Path = Path(".mmsupport/db")
     table: str = "catalog"
     embedding_model: str = field(default_factory=default_embedding_model)
-    embedding_runtime: Literal["onnx", "torch"] = "onnx"  # onnx: ~3x faster queries on CPU, same vectors
+    #: auto: ONNX Runtime or PyTorch, whichever a short probe finds faster on this CPU, for batches and queries each
+    embedding_runtime: Literal["auto", "onnx", "torch"] = "auto"
     cache_dir: Path = Path(".mmsupport/cache")  # exported ONNX embedders, GGUF conversions, runtime probes
     #: CLIP/SigLIP Hub id or folder (transformers AutoModel + AutoProcessor) embedding the catalog's pictures and
     #: shoppers' photos into the ``image_vector`` column; ``off``: no image vectors, photos searched by their words.

@@ -24,14 +24,19 @@ logger = logging.getLogger(__name__)
 #: Texts encoded per call; also the granularity of the ingest progress bar.
 CHUNK = 256
 BATCH = 64
+#: What the runtime probe embeds: catalog-like texts of one to four times this length, and shopper-like queries.
+PROBE_TEXT = "A water-resistant city backpack in olive canvas with a padded laptop sleeve and two side pockets. "
+PROBE_QUERIES = ["red running shoes", "my watch flashes red", "how do I return a jacket", "leather bag under 80"]
 
 
 class Embedder:
     """A loaded sentence-transformers model producing unit-length float32 vectors (cosine = dot product).
 
-    ``runtime``: ``onnx`` (exported to ``cache_dir``, PyTorch as fallback) or ``torch``."""
+    ``runtime``: ``onnx`` (exported to ``cache_dir``, PyTorch as fallback), ``torch``, or ``auto``: both, and a
+    short probe (:func:`mmsupport.host.fastest`, once per CPU) picks which embeds batches (ingest) and which single
+    queries. ``runtime`` then names the one queries use, ``batch_runtime`` the one batches use."""
 
-    def __init__(self, name: str, *, runtime: str = "onnx", cache_dir: Path | str = ".mmsupport/cache"):
+    def __init__(self, name: str, *, runtime: str = "auto", cache_dir: Path | str = ".mmsupport/cache"):
         from sentence_transformers import SentenceTransformer
 
         try:
@@ -44,9 +49,18 @@ class Embedder:
             ) from None
         self.name = name
         self.dim = self.model.get_embedding_dimension()
-        self.onnx = _OnnxEncoder.load(self.model, Path(cache_dir)) if runtime == "onnx" else None
-        self.runtime = "onnx" if self.onnx else "torch"
+        self.onnx = _OnnxEncoder.load(self.model, Path(cache_dir)) if runtime in ("auto", "onnx") else None
+        self.runtime = self.batch_runtime = "onnx" if self.onnx else "torch"
         self.fingerprint = fingerprint(self.model)
+        if runtime == "auto" and self.onnx:
+            from mmsupport.host import fastest
+
+            batch = [PROBE_TEXT * (1 + i % 4) for i in range(BATCH)]
+            self.batch_runtime = fastest(f"text embedding batches {self.fingerprint}", {
+                "onnx": lambda: self._encode(batch, "onnx"), "torch": lambda: self._encode(batch, "torch")}, cache_dir)
+            self.runtime = fastest(f"text embedding queries {self.fingerprint}", {
+                "onnx": lambda: [self._encode([q], "onnx") for q in PROBE_QUERIES],
+                "torch": lambda: [self._encode([q], "torch") for q in PROBE_QUERIES]}, cache_dir)
         self._query_cache = lru_cache(maxsize=1024)(self._encode_one)
 
     def embed(self, texts: list[str], *, progress: bool = False) -> np.ndarray:
@@ -57,7 +71,7 @@ class Embedder:
         with tqdm(total=len(texts), desc="embedding", unit="row", disable=not progress) as bar:
             for start in range(0, len(texts), CHUNK):
                 chunk = texts[start:start + CHUNK]
-                out[start:start + len(chunk)] = self._encode(chunk)
+                out[start:start + len(chunk)] = self._encode(chunk, self.batch_runtime)
                 bar.update(len(chunk))
         return out
 
@@ -66,10 +80,10 @@ class Embedder:
         return self._query_cache(text)
 
     def _encode_one(self, text: str) -> np.ndarray:
-        return self._encode([text])[0]
+        return self._encode([text], self.runtime)[0]
 
-    def _encode(self, texts: list[str]) -> np.ndarray:
-        if self.onnx:
+    def _encode(self, texts: list[str], runtime: str) -> np.ndarray:
+        if runtime == "onnx":
             return self.onnx.encode(texts)
         return self.model.encode(texts, batch_size=BATCH, normalize_embeddings=True,
                                  convert_to_numpy=True).astype(np.float32)
@@ -163,7 +177,7 @@ _lock = threading.Lock()
 _loaded: dict[tuple, Embedder] = {}
 
 
-def load_embedder(name: str, *, runtime: str = "onnx", cache_dir: Path | str = ".mmsupport/cache") -> Embedder:
+def load_embedder(name: str, *, runtime: str = "auto", cache_dir: Path | str = ".mmsupport/cache") -> Embedder:
     """The embedder for ``name``, loaded once per process (thread-safe)."""
     key = (name, runtime, str(cache_dir))
     with _lock:

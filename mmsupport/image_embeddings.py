@@ -44,11 +44,12 @@ class ImageEmbedder:
     vector size. ``device``: ``auto`` (CUDA when available), ``cpu`` or ``cuda[:n]``. ``quantization``: ``auto``
     (int8 dynamic on a CPU with fbgemm kernels: half the time of fp32 in bench/image_embeddings.py, cosine 0.9995
     to it; none on CUDA), ``none`` or ``int8-dynamic``. ``runtime``: on a CPU, ``onnx`` runs the image tower on ONNX
-    Runtime (exported once into ``cache_dir``; its int8 kernels take two thirds of the time of PyTorch's, the same
-    bench), with PyTorch as the fallback when the export fails; ``torch`` keeps it on PyTorch. ``runtime`` then
-    says which one runs."""
+    Runtime (exported once into ``cache_dir``; on an AVX2 host its int8 kernels take two thirds of the time of
+    PyTorch's, the same bench), with PyTorch as the fallback when the export fails; ``torch`` keeps it on PyTorch;
+    ``auto`` (the default) lets a short probe pick the faster on this CPU (:func:`mmsupport.host.fastest`).
+    ``runtime`` then says which one runs."""
 
-    def __init__(self, name: str, *, device: str = "auto", quantization: str = "auto", runtime: str = "onnx",
+    def __init__(self, name: str, *, device: str = "auto", quantization: str = "auto", runtime: str = "auto",
                  cache_dir: Path | str = ".mmsupport/cache"):
         import torch
         from transformers import AutoModel, AutoProcessor
@@ -75,14 +76,24 @@ class ImageEmbedder:
             fbgemm = {"fbgemm", "x86"} & set(torch.backends.quantized.supported_engines)
             quantization = "int8-dynamic" if self.device == "cpu" and fbgemm else "none"
         self.images_onnx = None
-        if runtime == "onnx" and self.device == "cpu":
+        if runtime in ("auto", "onnx") and self.device == "cpu":
             self.images_onnx = _onnx_image_tower(self.model, self._pixels([_probe()]), Path(cache_dir),
                                                  int8=quantization == "int8-dynamic")
-        self.runtime = "onnx" if self.images_onnx else "torch"
         if quantization == "int8-dynamic":
             from mmsupport.int8 import quantize_int8_dynamic
 
             quantize_int8_dynamic(self.model)
+        if runtime == "auto" and self.images_onnx:
+            from mmsupport.host import fastest
+
+            pixels = self._pixels([_probe()])
+            session = self.images_onnx
+            if fastest(f"image embeddings {self.fingerprint} {quantization}", {
+                    "onnx": lambda: session.run(None, {"pixel_values": pixels.numpy()}),
+                    "torch": lambda: self._forward("get_image_features", {"pixel_values": pixels})},
+                    cache_dir) == "torch":
+                self.images_onnx = None
+        self.runtime = "onnx" if self.images_onnx else "torch"
         self.quantization = quantization
         self.batch = 1 if quantization == "int8-dynamic" else BATCH
         self.can_embed_text = hasattr(self.model, "get_text_features")
@@ -221,7 +232,7 @@ _lock = threading.Lock()
 _loaded: dict[tuple[str, str], ImageEmbedder | ModelUnavailable] = {}
 
 
-def load_image_embedder(name: str, *, device: str = "auto", runtime: str = "onnx",
+def load_image_embedder(name: str, *, device: str = "auto", runtime: str = "auto",
                         cache_dir: Path | str = ".mmsupport/cache") -> ImageEmbedder:
     """The image embedder for ``name``, loaded once per process (thread-safe). A failed load is remembered: later
     calls raise the same :class:`ModelUnavailable` at once (a restart tries again)."""

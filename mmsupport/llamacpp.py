@@ -11,7 +11,6 @@ falls back to transformers with the reason in the log and :attr:`~mmsupport.vlm.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
 import os
@@ -25,6 +24,7 @@ from pathlib import Path
 from mmsupport.config import Settings
 from mmsupport.errors import InvalidInput, ModelUnavailable
 from mmsupport.gguf import convert, llama_cpp_version
+from mmsupport.host import cpu_signature
 from mmsupport.images import load_image, to_data_url
 from mmsupport.llamacpp_vision import TorchVision, eval_with_embeddings
 from mmsupport.messages import Message, image_source, is_image
@@ -211,18 +211,6 @@ def load_llamacpp(settings: Settings, files: tuple[Path, Path | None] | None = N
 # Choosing the runtime per host
 
 
-def cpu_signature() -> str:
-    """What decides which llama.cpp kernels run: CPU model and flags, and the llama.cpp build."""
-    try:
-        lines = Path("/proc/cpuinfo").read_text().splitlines()
-    except OSError:
-        lines = []
-    model = next((line for line in lines if line.startswith("model name")), "")
-    flags = next((line for line in lines if line.startswith("flags")), "")
-    text = f"{model}|{' '.join(sorted(flags.split()))}|{llama_cpp_version()}"
-    return hashlib.sha256(text.encode()).hexdigest()[:16]
-
-
 def probe(text_gguf: Path, mmproj: Path | None, timeout: float = PROBE_TIMEOUT_S) -> dict:
     """Run the model on llama.cpp in a subprocess (a few tokens, after one small image through ``mmproj`` if given):
     ``{"ok": True, "decode_tok_s": ...}``, or ``{"ok": False, "reason": ...}`` when it crashes (e.g. SIGILL), fails
@@ -245,7 +233,7 @@ def choose_runtime(settings: Settings, device: str) -> tuple[VLM | None, str]:
     if device != "cpu":
         return None, f"transformers on {device}"
     try:
-        signature = cpu_signature()
+        signature = cpu_signature(llama_cpp_version())  # which kernels run: the CPU and the llama.cpp build
         record = Path(settings.cache_dir) / "runtime-probe.json"
         verdicts = json.loads(record.read_text()) if record.is_file() else {}
         verdict = verdicts.get(signature)

@@ -104,7 +104,7 @@ def test_variant_missing_says_so_lists_the_colours_and_the_closest_of_that_colou
 def test_extractive_answer_quotes_the_articles_own_sentences_embedded_at_ingest(catalog, settings):
     encoded = []
     encode = catalog.embedder._encode
-    catalog.embedder._encode = lambda texts: encoded.extend(texts) or encode(texts)
+    catalog.embedder._encode = lambda texts, runtime: encoded.extend(texts) or encode(texts, runtime)
     try:
         result = Agent(None, catalog, settings).run_turn("Can I put my down puffer in the washing machine?")
     finally:

@@ -219,7 +219,7 @@ def test_a_sentence_transformers_clip_folder_loads_its_transformers_model(tmp_pa
 @pytest.mark.parametrize("quantization", ["none", "int8-dynamic"])
 def test_the_image_tower_on_onnx_runtime_gives_the_vectors_pytorch_gives(tmp_path, tiny_clip_dir, quantization):
     pictures = [SAMPLE_DATA_DIR / "images" / f"P{n:04d}.png" for n in (1, 30, 60)]
-    onnx = ImageEmbedder(str(tiny_clip_dir), quantization=quantization, cache_dir=tmp_path)
+    onnx = ImageEmbedder(str(tiny_clip_dir), quantization=quantization, runtime="onnx", cache_dir=tmp_path)
     torch = ImageEmbedder(str(tiny_clip_dir), quantization=quantization, runtime="torch")
     assert (onnx.runtime, torch.runtime) == ("onnx", "torch")
     vectors = onnx.embed_images(pictures)
@@ -231,15 +231,15 @@ def test_the_image_tower_on_onnx_runtime_gives_the_vectors_pytorch_gives(tmp_pat
 def test_the_image_tower_export_is_cached_and_a_broken_one_falls_back_to_pytorch(tmp_path, tiny_clip_dir):
     cache = tmp_path / "cache"
     picture = SAMPLE_DATA_DIR / "images" / "P0001.png"
-    first = ImageEmbedder(str(tiny_clip_dir), cache_dir=cache)
+    first = ImageEmbedder(str(tiny_clip_dir), runtime="onnx", cache_dir=cache)
     exported = sorted((cache / "onnx").iterdir())
     assert [path.name.split(".", 1)[1] for path in exported] == ["images.int8.onnx", "images.onnx"]  # no partials
     stamps = [path.stat().st_mtime_ns for path in exported]
-    again = ImageEmbedder(str(tiny_clip_dir), cache_dir=cache)
+    again = ImageEmbedder(str(tiny_clip_dir), runtime="onnx", cache_dir=cache)
     assert again.runtime == "onnx" and [path.stat().st_mtime_ns for path in exported] == stamps
     assert np.array_equal(again.embed_query(picture), first.embed_query(picture))
     (tmp_path / "broken" / "onnx").parent.mkdir()
     (tmp_path / "broken" / "onnx").write_text("a file where the export folder should be")
-    fallback = ImageEmbedder(str(tiny_clip_dir), cache_dir=tmp_path / "broken")
+    fallback = ImageEmbedder(str(tiny_clip_dir), runtime="onnx", cache_dir=tmp_path / "broken")
     assert fallback.runtime == "torch"
     assert float(fallback.embed_query(picture) @ first.embed_query(picture)) > 0.99

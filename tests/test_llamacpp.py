@@ -10,6 +10,7 @@ from PIL import Image
 from mmsupport.config import REPO_DIR, load_settings
 from mmsupport.errors import ModelUnavailable
 from mmsupport.gguf import pre_tokenizer_name, weights_digest
+from mmsupport.host import cpu_signature
 
 pytestmark = pytest.mark.slow  # converts and loads models, runs subprocesses
 
@@ -190,13 +191,13 @@ def test_auto_probes_once_per_cpu_and_falls_back_when_the_probe_crashes(gguf_set
     record.unlink(missing_ok=True)
     vlm, why = llamacpp.choose_runtime(settings, "cpu")
     assert vlm is not None and vlm.runtime == "llamacpp" and "tokens/s in its probe" in why
-    verdict = json.loads(record.read_text())[llamacpp.cpu_signature()]
+    verdict = json.loads(record.read_text())[cpu_signature(llama_cpp_version())]
     assert verdict["ok"] and verdict["decode_tok_s"] > 0
     broken = tmp_path / "broken.gguf"
     broken.write_bytes(b"GGUF" + b"\0" * 64)  # a header and nothing else: llama.cpp refuses it in the subprocess
     failed = llamacpp.probe(broken, None)
     assert failed["ok"] is False and "probe crashed" in failed["reason"]
-    record.write_text(json.dumps({llamacpp.cpu_signature(): failed}))
+    record.write_text(json.dumps({cpu_signature(llama_cpp_version()): failed}))
     vlm, why = llamacpp.choose_runtime(settings, "cpu")
     assert vlm is None and "probe crashed" in why and "cached for this CPU" in why
     assert llamacpp.choose_runtime(settings, "cuda") == (None, "transformers on cuda")
