@@ -55,7 +55,7 @@ class Embedder:
         if runtime == "auto" and self.onnx:
             from mmsupport.host import fastest
 
-            batch = [PROBE_TEXT * (1 + i % 4) for i in range(BATCH)]
+            batch = [PROBE_TEXT * (1 + i % 4) for i in range(16)]
             self.batch_runtime = fastest(f"text embedding batches {self.fingerprint}", {
                 "onnx": lambda: self._encode(batch, "onnx"), "torch": lambda: self._encode(batch, "torch")}, cache_dir)
             self.runtime = fastest(f"text embedding queries {self.fingerprint}", {
