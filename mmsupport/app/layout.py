@@ -120,6 +120,9 @@ class SupportApp(gr.Blocks):
     def launch(self, **kwargs):
         kwargs.setdefault("max_file_size", f"{int(self.settings.max_upload_mb * 1024 * 1024)}b")
         kwargs.setdefault("state_session_capacity", self.settings.max_sessions)
+        # Gradio's "is localhost reachable" check gives up after one request slower than 3 s, which the first page
+        # can take on 2 cores while the catalog loads in the background: the app then refused to start.
+        kwargs.setdefault("_frontend", False)
         kwargs.setdefault("allowed_paths", [str(d) for d in self.image_dirs])
         kwargs.setdefault("css", CSS + resolution.CSS)
         kwargs.setdefault("head", HEAD)
