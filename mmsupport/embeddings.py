@@ -112,7 +112,7 @@ class _OnnxEncoder:
         try:
             transformer = modules[0]
             tokenizer = transformer.tokenizer
-            path = cache_dir / "onnx" / f"{onnx_models.weights_hash(transformer.auto_model)}.onnx"
+            path = cache_dir / "onnx" / f"{onnx_models.weights_hash(transformer.auto_model)}.text.onnx"
             if not path.is_file():
                 _export(transformer.auto_model, tokenizer, path)
             session = onnx_models.session(path)
@@ -170,7 +170,8 @@ def _export(model, tokenizer, path: Path) -> None:
     names = [name for name in tokenizer.model_input_names if name in example]
     onnx_models.export(LastHiddenState(), tuple(example[name] for name in names), path, input_names=names,
                        output_names=["last_hidden_state"],
-                       dynamic_axes={name: {0: "batch", 1: "sequence"} for name in [*names, "last_hidden_state"]})
+                       dynamic_axes={name: {0: "batch", 1: "sequence"} for name in [*names, "last_hidden_state"]},
+                       transformer=model)
 
 
 _lock = threading.Lock()

@@ -189,11 +189,12 @@ def _onnx_image_tower(model, example, cache_dir: Path, *, int8: bool):
             return _features(self.model.get_image_features(pixel_values=pixel_values))
 
     try:
-        graph = cache_dir / "onnx" / f"{onnx_models.weights_hash(model)}.images.onnx"
+        graph = cache_dir / "onnx" / f"{onnx_models.weights_hash(model)}.image.onnx"
         if not graph.is_file():
             onnx_models.export(ImageFeatures(), (example,), graph, input_names=["pixel_values"],
                                output_names=["image_embeds"],
-                               dynamic_axes={"pixel_values": {0: "batch"}, "image_embeds": {0: "batch"}})
+                               dynamic_axes={"pixel_values": {0: "batch"}, "image_embeds": {0: "batch"}},
+                               transformer=model, fuse_as="clip")
         if int8:
             quantized = graph.with_suffix(".int8.onnx")
             if not quantized.is_file():

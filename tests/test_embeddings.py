@@ -1,6 +1,9 @@
 """The text embedder on ONNX Runtime against the same model on PyTorch (the offline MiniLM, no download)."""
 
+from collections import Counter
+
 import numpy as np
+import onnx
 import pytest
 
 from mmsupport.config import load_settings
@@ -35,6 +38,14 @@ def test_the_export_is_cached_by_weights_and_reused(embedders):
     again = Embedder(onnx.name, runtime="onnx", cache_dir=cache)
     assert again.runtime == "onnx" and exported[0].stat().st_mtime_ns == stamp
     assert list((cache / "onnx").iterdir()) == exported  # no partial files left behind
+
+
+def test_the_export_runs_each_layers_attention_as_one_fused_operator(embedders):
+    onnx_embedder, _, cache = embedders
+    graph = onnx.load(str(next((cache / "onnx").glob("*.onnx"))))
+    operators = Counter(node.op_type for node in graph.graph.node)
+    assert operators["Attention"] == onnx_embedder.model[0].auto_model.config.num_hidden_layers
+    assert "Softmax" not in operators
 
 
 def test_a_broken_export_falls_back_to_pytorch(embedders, tmp_path):

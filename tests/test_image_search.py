@@ -8,8 +8,10 @@ quality is tested.
 import io
 import json
 import shutil
+from collections import Counter
 
 import numpy as np
+import onnx
 import pytest
 from PIL import Image
 
@@ -233,7 +235,9 @@ def test_the_image_tower_export_is_cached_and_a_broken_one_falls_back_to_pytorch
     picture = SAMPLE_DATA_DIR / "images" / "P0001.png"
     first = ImageEmbedder(str(tiny_clip_dir), runtime="onnx", cache_dir=cache)
     exported = sorted((cache / "onnx").iterdir())
-    assert [path.name.split(".", 1)[1] for path in exported] == ["images.int8.onnx", "images.onnx"]  # no partials
+    assert [path.name.split(".", 1)[1] for path in exported] == ["image.int8.onnx", "image.onnx"]  # no partials
+    operators = Counter(node.op_type for node in onnx.load(str(exported[0])).graph.node)
+    assert operators["QAttention"] == first.model.config.vision_config.num_hidden_layers  # fused, int8
     stamps = [path.stat().st_mtime_ns for path in exported]
     again = ImageEmbedder(str(tiny_clip_dir), runtime="onnx", cache_dir=cache)
     assert again.runtime == "onnx" and [path.stat().st_mtime_ns for path in exported] == stamps
