@@ -76,8 +76,9 @@ class ImageEmbedder:
             fbgemm = {"fbgemm", "x86"} & set(torch.backends.quantized.supported_engines)
             quantization = "int8-dynamic" if self.device == "cpu" and fbgemm else "none"
         self.images_onnx = None
+        pixels = self._pixels([_probe()])
         if runtime in ("auto", "onnx") and self.device == "cpu":
-            self.images_onnx = _onnx_image_tower(self.model, self._pixels([_probe()]), Path(cache_dir),
+            self.images_onnx = _onnx_image_tower(self.model, pixels, Path(cache_dir),
                                                  int8=quantization == "int8-dynamic")
         if quantization == "int8-dynamic":
             from mmsupport.int8 import quantize_int8_dynamic
@@ -86,7 +87,6 @@ class ImageEmbedder:
         if runtime == "auto" and self.images_onnx:
             from mmsupport.host import fastest
 
-            pixels = self._pixels([_probe()])
             session = self.images_onnx
             if fastest(f"image embeddings {self.fingerprint} {quantization}", {
                     "onnx": lambda: session.run(None, {"pixel_values": pixels.numpy()}),

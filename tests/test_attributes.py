@@ -151,3 +151,5 @@ def test_attribute_words_lift_the_row_that_has_them_on_a_table_with_an_ann_index
     assert found[0] == "navy-men" and set(found[:3]) == shirts
     unboosted = ids(catalog, "navy formal shirt for men", mode=mode, attributes=False)
     assert unboosted[0] != "navy-men" or set(unboosted[:3]) != shirts
+    bitmaps = {index.columns[0] for index in catalog.table.list_indices() if index.index_type == "Bitmap"}
+    assert bitmaps == {"gender", "colour", "article_type", "usage"}  # the attribute columns; not id, title, text
