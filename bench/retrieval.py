@@ -142,15 +142,17 @@ def embedding_latency(embedder, queries: list[str]) -> dict:
 
 
 def ann_recall(table, embedder, queries: list[str]) -> float:
-    """Recall@10 of the ANN index against exact search (the catalog's own in-memory exact search)."""
-    from mmsupport.retrieval import ExactIndex, _nearest
+    """Recall@10 of the catalog's ANN query against exact search (the catalog's own in-memory exact search): the
+    top 10 of the :data:`~mmsupport.retrieval.CANDIDATES` rows a search asks the index for, as a search ranks them."""
+    from mmsupport.retrieval import CANDIDATES, ExactIndex, _nearest
 
     dataset = table.to_lance()
     exact, hits = ExactIndex(dataset), 0
     for query in queries:
         vector = embedder.embed_query(query)
         truth = {row["id"] for row in exact.nearest(vector, 10)}
-        hits += len(truth & {row["id"] for row in _nearest(dataset, None, vector, 10, None, ["id"])})
+        found = _nearest(dataset, None, vector, CANDIDATES, None, ["id"])[:10]
+        hits += len(truth & {row["id"] for row in found})
     return hits / (10 * len(queries))
 
 
