@@ -41,7 +41,7 @@ def export(module, example: tuple, path: Path, *, input_names: list[str], output
 
     with _writing(path) as partial, torch.inference_mode(False), torch.no_grad(), warnings.catch_warnings():
         warnings.simplefilter("ignore")  # tracer notes on branches that are constant for an encoder
-        with _eager_attention(transformer):
+        with _eager_attention(transformer), _patches_as_products(module):
             torch.onnx.export(module.eval(), example, str(partial), input_names=input_names,
                               output_names=output_names, opset_version=17, dynamo=False, dynamic_axes=dynamic_axes)
         _fuse(partial, fuse_as, transformer.config)
@@ -50,7 +50,7 @@ def export(module, example: tuple, path: Path, *, input_names: list[str], output
 def quantize_int8(source: Path, path: Path) -> None:
     """Write ``source`` with int8 matrix products (int8 weights, activations quantized per call: ONNX Runtime's
     dynamic quantization) to ``path`` (atomically). Convolutions stay fp32: ONNX Runtime's int8 convolution takes
-    twice as long as its fp32 one on a ViT's patch embedding."""
+    twice as long as its fp32 one (a ViT's patch embedding is exported as a matrix product instead)."""
     from onnxruntime.quantization import QuantType, quantize_dynamic
 
     with _writing(path) as partial:
@@ -87,6 +87,41 @@ def _eager_attention(transformer) -> Iterator[None]:
         yield
     finally:
         transformer.set_attn_implementation(before)
+
+
+@contextmanager
+def _patches_as_products(module) -> Iterator[None]:
+    """Within the block, each convolution in ``module`` that cuts its input into non-overlapping patches (a ViT's
+    patch embedding) is computed as one matrix product of the patches, which int8 quantization then covers: on a
+    ViT-B/32 photo that is 1.5 ms of int8 products and transposes for 3.1 ms of fp32 convolution."""
+    import torch
+
+    class Patches(torch.nn.Module):
+        def __init__(self, conv):
+            super().__init__()
+            self.conv, self.weight, self.bias = conv, conv.weight, conv.bias
+
+        def forward(self, pixels):
+            (high, wide), channels = self.conv.kernel_size, pixels.shape[1]
+            rows, columns = pixels.shape[2] // high, pixels.shape[3] // wide
+            patches = (pixels[:, :, :rows * high, :columns * wide]
+                       .reshape(-1, channels, rows, high, columns, wide).permute(0, 2, 4, 1, 3, 5)
+                       .reshape(-1, rows * columns, channels * high * wide))
+            out = patches @ self.weight.reshape(self.weight.shape[0], -1).t()
+            if self.bias is not None:
+                out = out + self.bias
+            return out.transpose(1, 2).reshape(-1, self.weight.shape[0], rows, columns)
+
+    swapped = [(parent, name, child) for parent in module.modules() for name, child in parent.named_children()
+               if isinstance(child, torch.nn.Conv2d) and child.kernel_size == child.stride
+               and child.padding in ((0, 0), "valid") and child.dilation == (1, 1) and child.groups == 1]
+    for parent, name, child in swapped:
+        setattr(parent, name, Patches(child))
+    try:
+        yield
+    finally:
+        for parent, name, child in swapped:
+            setattr(parent, name, child)
 
 
 def _fuse(path: Path, model_type: str, config) -> None:

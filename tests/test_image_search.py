@@ -238,6 +238,7 @@ def test_the_image_tower_export_is_cached_and_a_broken_one_falls_back_to_pytorch
     assert [path.name.split(".", 1)[1] for path in exported] == ["image.int8.onnx", "image.onnx"]  # no partials
     operators = Counter(node.op_type for node in onnx.load(str(exported[0])).graph.node)
     assert operators["QAttention"] == first.model.config.vision_config.num_hidden_layers  # fused, int8
+    assert "Conv" not in operators  # the patch embedding is an int8 matrix product too
     stamps = [path.stat().st_mtime_ns for path in exported]
     again = ImageEmbedder(str(tiny_clip_dir), runtime="onnx", cache_dir=cache)
     assert again.runtime == "onnx" and [path.stat().st_mtime_ns for path in exported] == stamps
