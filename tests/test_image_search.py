@@ -208,6 +208,14 @@ def test_a_pictures_vector_does_not_depend_on_the_pictures_embedded_with_it(tiny
     assert np.array_equal(embedder.embed_query(pictures[0]), alone)
 
 
+@pytest.mark.parametrize("arch", ["clip", "siglip"])
+def test_photos_are_rescaled_and_normalised_as_the_models_processor_does(tmp_path, arch):
+    embedder = ImageEmbedder(str(build_tiny_image_model(tmp_path / arch, arch)), runtime="torch")
+    photo = Image.open(SAMPLE_DATA_DIR / "images" / "P0001.png").convert("RGB")
+    expected = embedder.processor(images=[photo], return_tensors="np")["pixel_values"]
+    np.testing.assert_allclose(embedder._pixels([photo]).numpy(), expected, atol=1e-6)
+
+
 def test_a_sentence_transformers_clip_folder_loads_its_transformers_model(tmp_path, tiny_clip_dir):
     folder = tmp_path / "st-clip"
     shutil.copytree(tiny_clip_dir, folder / "0_CLIPModel")
