@@ -105,8 +105,9 @@ def _patches_as_products(module) -> Iterator[None]:
         def forward(self, pixels):
             (high, wide), channels = self.conv.kernel_size, pixels.shape[1]
             rows, columns = pixels.shape[2] // high, pixels.shape[3] // wide
-            patches = (pixels[:, :, :rows * high, :columns * wide]
-                       .reshape(-1, channels, rows, high, columns, wide).permute(0, 2, 4, 1, 3, 5)
+            if (rows * high, columns * wide) != tuple(pixels.shape[2:]):  # the convolution drops the margin
+                pixels = pixels[:, :, :rows * high, :columns * wide]
+            patches = (pixels.reshape(-1, channels, rows, high, columns, wide).permute(0, 2, 4, 1, 3, 5)
                        .reshape(-1, rows * columns, channels * high * wide))
             out = patches @ self.weight.reshape(self.weight.shape[0], -1).t()
             if self.bias is not None:
