@@ -62,7 +62,8 @@ def quantize_int8(source: Path, path: Path) -> None:
 def session(path: Path, *, spin: bool = False):
     """An ONNX Runtime CPU session of the graph ``path``, on as many threads as PyTorch uses
     (``torch.set_num_threads`` sets both). Its threads sleep when idle, leaving the cores to LanceDB and the model,
-    unless ``spin``: then they busy-wait between a call's operators, which a large graph needs to use two cores."""
+    unless ``spin``: then they busy-wait between a call's operators, which a large graph needs to use two cores, and
+    stop when the call returns instead of taking a core from what follows (LanceDB, the next photo's resize)."""
     import onnxruntime
     import torch
 
@@ -70,6 +71,7 @@ def session(path: Path, *, spin: bool = False):
     options.intra_op_num_threads = torch.get_num_threads()
     options.log_severity_level = 3
     options.add_session_config_entry("session.intra_op.allow_spinning", "1" if spin else "0")
+    options.add_session_config_entry("session.force_spinning_stop", "1")
     return onnxruntime.InferenceSession(str(path), options, providers=["CPUExecutionProvider"],
                                         disabled_optimizers=["SkipLayerNormFusion"])  # see _split_skip_layer_norms
 
