@@ -21,11 +21,17 @@ from pathlib import Path
 logger = logging.getLogger(__name__)
 
 
+#: Part of every cached export's name, raised when the graphs this module writes change (operators, rewrites), so
+#: that a cache written before is exported again instead of run as it was.
+GRAPH_FORMAT = 2
+
+
 def weights_hash(module) -> str:
-    """Names a module's cached export: a hash of its class, the torch version and every weight."""
+    """Names a module's cached export: a hash of its class, the torch version, :data:`GRAPH_FORMAT` and every
+    weight."""
     import torch
 
-    digest = hashlib.sha256(f"{type(module).__name__} {torch.__version__}".encode())
+    digest = hashlib.sha256(f"{type(module).__name__} {torch.__version__} {GRAPH_FORMAT}".encode())
     for name, tensor in module.state_dict().items():
         digest.update(name.encode())
         digest.update(tensor.detach().contiguous().view(-1).view(torch.uint8).numpy().tobytes())
