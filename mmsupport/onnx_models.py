@@ -161,13 +161,14 @@ def _split_skip_layer_norms(graph) -> None:
 
     nodes = []
     for node in graph.node:
-        if node.op_type != "SkipLayerNormalization":
+        if node.op_type != "SkipLayerNormalization" or any(node.output[1:3]):  # its mean or deviation is read
             nodes.append(node)
             continue
-        given, skip, scale, shift, *bias = [*node.input, ""][:5]
+        given, skip, scale, shift = node.input[:4]
+        bias = node.input[4] if len(node.input) > 4 else ""
         total = node.output[3] if len(node.output) > 3 and node.output[3] else f"{node.name}/sum"
-        if bias[0]:
-            nodes.append(helper.make_node("Add", [given, bias[0]], [f"{node.name}/biased"]))
+        if bias:
+            nodes.append(helper.make_node("Add", [given, bias], [f"{node.name}/biased"]))
             given = f"{node.name}/biased"
         epsilon = next((helper.get_attribute_value(a) for a in node.attribute if a.name == "epsilon"), 1e-12)
         nodes += [helper.make_node("Add", [given, skip], [total]),
