@@ -108,10 +108,10 @@ def _patches_as_products(module) -> Iterator[None]:
     class Patches(torch.nn.Module):
         def __init__(self, conv):
             super().__init__()
-            self.conv, self.weight, self.bias = conv, conv.weight, conv.bias
+            self.kernel_size, self.weight, self.bias = conv.kernel_size, conv.weight, conv.bias
 
         def forward(self, pixels):
-            (high, wide), channels = self.conv.kernel_size, pixels.shape[1]
+            (high, wide), channels = self.kernel_size, pixels.shape[1]
             rows, columns = pixels.shape[2] // high, pixels.shape[3] // wide
             if (rows * high, columns * wide) != tuple(pixels.shape[2:]):  # the convolution drops the margin
                 pixels = pixels[:, :, :rows * high, :columns * wide]
