@@ -91,7 +91,14 @@ def main() -> None:
         build_default_clip(args.model_dir or Path(tempfile.mkdtemp(prefix="clip-b32-")))
     photos = [load_image(path) for path in CUSTOMER + PHOTOS]  # decoded once: the app decodes at upload
     pictures = PHOTOS[: args.pictures]
-    cache = Path(tempfile.mkdtemp(prefix="image-embeddings-cache-"))
+    with tempfile.TemporaryDirectory(prefix="image-embeddings-cache-") as cache:
+        runs = measure(args, folder, photos, pictures, Path(cache))
+    write_result(args.out, {"model": "CLIP ViT-B/32 architecture, random weights", "runs": runs,
+                            "queries": args.queries, "pictures": len(pictures)})
+
+
+def measure(args: argparse.Namespace, folder: Path, photos: list, pictures: list, cache: Path) -> list[dict]:
+    """Time every variant at every thread count; ``cache`` holds their exports for this run only."""
     reference = ImageEmbedder(str(folder), device="cpu", runtime="torch", quantization="none").embed_images(photos[:8])
     runs = []
     for threads in [int(t) for t in args.threads.split(",")]:
@@ -114,8 +121,7 @@ def main() -> None:
                    "min_cosine_to_fp32": round(cosine, 4), "load_average_1min": round(load, 2)}
             runs.append(run)
             print(run, flush=True)
-    write_result(args.out, {"model": "CLIP ViT-B/32 architecture, random weights", "runs": runs,
-                            "queries": args.queries, "pictures": len(pictures)})
+    return runs
 
 
 if __name__ == "__main__":
