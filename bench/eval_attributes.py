@@ -63,7 +63,7 @@ def reworded(query: Query, attrs: dict) -> Query:
 def rrf(catalog, text: str, k: int) -> list[str]:
     """Plain reciprocal-rank fusion of the vector and the BM25 top 50."""
     view = catalog.view()
-    vector = _nearest(view.dataset, view.exact, catalog.embedder.embed_query(text), CANDIDATES, None, ["id"])
+    vector = _nearest(view, catalog.embedder.embed_query(text), CANDIDATES, None, ["id"])
     lexical = _fts(view.dataset, text, CANDIDATES, None, ["id"])
     scores: dict[str, float] = {}
     for rows in (vector, lexical):

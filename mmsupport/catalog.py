@@ -28,6 +28,7 @@ import math
 import re
 import threading
 import time
+from concurrent.futures import Future
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from datetime import timedelta
@@ -463,13 +464,15 @@ class Catalog:
             else:
                 view = None
         if view is None:
-            from mmsupport.retrieval import ExactIndex
+            from mmsupport.retrieval import ExactIndex, load_vectors
 
             table = self.table
             dataset = table.to_lance()
+            indexed = ("vector",) in _indexes(table)
             view = self._view = CatalogView(
                 columns=[name for name in table.schema.names if name not in INTERNAL_COLUMNS], dataset=dataset,
-                exact=None if ("vector",) in _indexes(table) else ExactIndex(dataset), checked=time.monotonic())
+                exact=None if indexed else ExactIndex(dataset), checked=time.monotonic(),
+                vectors=load_vectors(dataset) if indexed else None)
         return view
 
     def attribute_columns(self) -> list[str]:
@@ -782,8 +785,18 @@ class CatalogView:
     #: The vectors in memory for exact search, or ``None`` when the table has an ANN index (large tables).
     exact: ExactIndex | None
     checked: float
+    #: On a table with an ANN index: its vectors as float16, loading in the background (a second at 100k rows),
+    #: which rank the index's candidates exactly once loaded (:func:`mmsupport.retrieval.load_vectors`); ``None``
+    #: on other tables and past :data:`~mmsupport.retrieval.RANK_IN_MEMORY_MB`.
+    vectors: Future | None = None
     #: What helpers read once per version (distinct values, sentences of a row).
     cache: dict = field(default_factory=dict)
+
+    def loaded_vectors(self) -> ExactIndex | None:
+        """:attr:`vectors` when they are loaded, else ``None`` (also when loading failed: searches go on without)."""
+        if self.vectors is None or not self.vectors.done() or self.vectors.exception() is not None:
+            return None
+        return self.vectors.result()
 
 
 def _indexes(table) -> dict:

@@ -16,7 +16,9 @@ candidates carry only ids, row offsets and scores, and the full rows of the fina
 
 from __future__ import annotations
 
-from concurrent.futures import ThreadPoolExecutor
+import logging
+import threading
+from concurrent.futures import Future, ThreadPoolExecutor
 from functools import cache
 
 import numpy as np
@@ -32,9 +34,19 @@ CANDIDATES = 50
 FTS_WEIGHT = 0.5
 #: Added to the fused score of rows containing the whole query as an exact phrase, which puts them first.
 PHRASE_BONUS = 1.0
-#: ANN query settings; recall@10 against exact search is measured by bench/retrieval.py.
+#: ANN query settings; recall@10 against exact search is measured by bench/retrieval.py. The index is asked for
+#: ``REFINE_FACTOR`` times the rows wanted, which are then ranked by their exact cosine: from the table's vectors in
+#: memory once they are loaded (:attr:`CatalogView.vectors <mmsupport.catalog.CatalogView.vectors>`, up to
+#: :data:`RANK_IN_MEMORY_MB`), else by LanceDB's refine step, which reads each candidate's vector from disk (an ANN
+#: query for 50 rows at 100k: 14 ms that way, 8 ms for the index and the ranking in memory).
 NPROBES = 20
 REFINE_FACTOR = 5
+
+#: The most memory an indexed table's vectors may take (as float16) to be ranked in memory. Measured on a 2-core
+#: host, the same queries through the code with and without: at 100k rows (73 MB) hybrid search takes 21 instead of
+#: 32 ms (p50, query vector cached); at 1M rows (732 MB, 9 s to load) it gained nothing (47 against 45 ms), because
+#: reading the final rows' columns and the prefiltered query of attribute words are most of the time there.
+RANK_IN_MEMORY_MB = 256
 
 #: A photo's hits are fused with the text side by weighted reciprocal rank fusion of each side's top ``k``: a row
 #: scores ``1 / (IMAGE_RRF_K + text rank) + IMAGE_WEIGHT / (IMAGE_RRF_K + image rank)``, counting only the lists it
@@ -49,26 +61,38 @@ IMAGE_WEIGHT = 1.0
 #: threads of a two-thread product keep spinning afterwards and slow the next query's embedding by 2-3 ms.
 ONE_THREAD_ROWS = 40_000
 
+logger = logging.getLogger(__name__)
+
 _full_text_worker = ThreadPoolExecutor(max_workers=4, thread_name_prefix="mmsupport-fts")
+_loading = threading.Lock()
 
 
 class ExactIndex:
     """Every vector of one table version in memory, for exact cosine search: a matrix-vector product takes about a
     millisecond at 10k rows, where LanceDB's scan of the same vectors on disk takes over ten. Vectors are unit
-    length (the catalog normalises them), so cosine is a dot product."""
+    length (the catalog normalises them), so cosine is a dot product. ``dtype`` ``float16`` halves the memory (73 MB
+    at 100k rows of 384 dimensions) for tables whose candidates come from an ANN index and are only ranked here
+    (:meth:`rerank`); cosines are then exact to about 1e-3."""
 
-    def __init__(self, dataset, column: str = "vector"):
-        data = dataset.to_table(columns=["id", column, "_rowoffset"], filter=f"{column} IS NOT NULL")
-        self.ids: list[str] = data.column("id").to_pylist()
-        self.offsets = data.column("_rowoffset").to_numpy()
-        self.position = {item_id: i for i, item_id in enumerate(self.ids)}
-        vectors = data.column(column).combine_chunks()
-        self.matrix = vectors.flatten().to_numpy().reshape(len(self.ids), vectors.type.list_size)
+    def __init__(self, dataset, column: str = "vector", dtype=np.float32):
+        import pyarrow as pa
+
+        ids, offsets, blocks = [], [], []
+        for batch in dataset.to_batches(columns=["id", column, "_rowoffset"], filter=f"{column} IS NOT NULL",
+                                        batch_size=65_536):  # converted a block at a time: no second full copy
+            vectors = batch.column(column)
+            ids.append(batch.column("id"))
+            offsets.append(batch.column("_rowoffset").to_numpy())
+            blocks.append(vectors.flatten().to_numpy().reshape(len(vectors), vectors.type.list_size).astype(dtype))
+        width = dataset.schema.field(column).type.list_size
+        self.ids = pa.concat_arrays(ids) if ids else pa.array([], pa.string())  # Arrow strings: a fraction of Python's memory
+        self.offsets = np.concatenate(offsets) if offsets else np.empty(0, dtype=np.int64)
+        self.matrix = np.concatenate(blocks) if blocks else np.empty((0, width), dtype=dtype)
 
     def nearest(self, query_vector: np.ndarray, k: int, among: np.ndarray | None = None) -> list[dict]:
         """The ``k`` closest rows (of the row offsets ``among`` when given), best first, as ``{"id", "_rowoffset",
         "_cosine"}``."""
-        if not self.ids:
+        if not len(self.ids):
             return []
         with self._blas_threads():
             scores = self.matrix @ query_vector
@@ -82,16 +106,45 @@ class ExactIndex:
             return []
         best = np.argpartition(-scores, k - 1)[:k]
         order = best[np.argsort(-scores[best])]
-        return [{"id": self.ids[row], "_rowoffset": int(self.offsets[row]), "_cosine": float(scores[i])}
+        return [{"id": self.ids[int(row)].as_py(), "_rowoffset": int(self.offsets[row]), "_cosine": float(scores[i])}
                 for i, row in zip(order, positions[order])]
 
-    def cosine(self, query_vector: np.ndarray, ids: list[str]) -> list[float]:
-        """Cosine similarity of the query to each of ``ids``."""
-        with self._blas_threads():
-            return (self.matrix[[self.position[i] for i in ids]] @ query_vector).tolist()
+    def cosine(self, query_vector: np.ndarray, offsets: list[int]) -> list[float]:
+        """Cosine similarity of the query to each row at ``offsets`` (rows that have a vector)."""
+        rows = self.matrix[np.searchsorted(self.offsets, np.asarray(offsets, dtype=np.int64))]
+        return (rows.astype(np.float32, copy=False) @ query_vector).tolist()
+
+    def rerank(self, query_vector: np.ndarray, rows: list[dict]) -> list[dict]:
+        """``rows`` (each with the ``_rowoffset`` of a row that has a vector) with their exact ``_cosine``, best
+        first."""
+        for row, cosine in zip(rows, self.cosine(query_vector, [row["_rowoffset"] for row in rows])):
+            row["_cosine"] = cosine
+        return sorted(rows, key=lambda row: -row["_cosine"])
 
     def _blas_threads(self):
         return _blas().limit(limits=1 if len(self.ids) <= ONE_THREAD_ROWS else None, user_api="blas")
+
+
+def load_vectors(dataset) -> Future | None:
+    """The vectors of ``dataset`` (a table with an ANN index) as a float16 :class:`ExactIndex`, loading in a
+    background thread (one load at a time; a daemon, so a CLI search does not wait for it at exit); searches rank
+    the index's candidates with it once it is there. ``None`` when they would take more than
+    :data:`RANK_IN_MEMORY_MB`."""
+    if dataset.count_rows() * dataset.schema.field("vector").type.list_size * 2 > RANK_IN_MEMORY_MB * 2**20:
+        return None
+    future = Future()
+
+    def load():
+        try:
+            with _loading:
+                future.set_result(ExactIndex(dataset, dtype=np.float16))
+        except Exception as error:  # noqa: BLE001 - searches rank through LanceDB's refine step instead
+            logger.warning("The table's vectors could not be loaded into memory; searches rank with LanceDB's "
+                           "refine step instead: %s", error)
+            future.set_exception(error)
+
+    threading.Thread(target=load, name="mmsupport-vectors", daemon=True).start()
+    return future
 
 
 @cache
@@ -125,9 +178,8 @@ def search(catalog, query: str, *, mode: str = "hybrid", k: int = 5, where: str 
             return boosted
         if mode == "fts":
             return [(row, row["_score"], None) for row in _fts(dataset, query, k, filters, columns)]
-        exact = None if filters else view.exact
         if mode == "vector":
-            rows = _nearest(dataset, exact, catalog.embedder.embed_query(query), k, filters, columns)
+            rows = _nearest(view, catalog.embedder.embed_query(query), k, filters, columns)
             return [(row, row["_cosine"], row["_cosine"]) for row in _complete(dataset, rows, columns)]
         _, candidates, bm25, phrase_ids = _hybrid_candidates(catalog, view, query, k, filters)
         ranked = fuse(bm25, {item_id: row["_cosine"] for item_id, row in candidates.items()}, phrase_ids)[:k]
@@ -146,15 +198,15 @@ def search(catalog, query: str, *, mode: str = "hybrid", k: int = 5, where: str 
 def _hybrid_candidates(catalog, view, query: str, k: int, where: str | None):
     """The candidates of hybrid search: the query vector, the rows of either list by id with ``_rowoffset`` and
     ``_cosine``, their BM25 scores and the ids of rows holding the query as an exact phrase."""
-    dataset, exact = view.dataset, None if where else view.exact
-    n = max(k, CANDIDATES)
+    dataset, n = view.dataset, max(k, CANDIDATES)
+    exact = None if where else view.exact or view.loaded_vectors()  # where the full-text rows' cosines come from
     full_text = _full_text_worker.submit(_full_text, dataset, query, n, where, exact is None)
     query_vector = catalog.embedder.embed_query(query)
-    candidates = {row["id"]: row for row in _nearest(dataset, exact, query_vector, n, where, ["id"])}
+    candidates = {row["id"]: row for row in _nearest(view, query_vector, n, where, ["id"])}
     lexical, phrase_ids = full_text.result()
     new = [item_id for item_id in lexical if item_id not in candidates]
     if exact is not None:
-        cosines = exact.cosine(query_vector, new)
+        cosines = exact.cosine(query_vector, [lexical[item_id]["_rowoffset"] for item_id in new])
     else:
         cosines = [float(np.dot(query_vector, lexical[item_id]["vector"])) for item_id in new]
     candidates.update((item_id, {**lexical[item_id], "_cosine": c}) for item_id, c in zip(new, cosines))
@@ -175,7 +227,7 @@ def _search_boosted(catalog, view, query: str, mode: str, k: int, where: str | N
         ranked = [(item_id, row["_score"] / best) for item_id, row in rows.items()]
     elif mode == "vector":
         query_vector = catalog.embedder.embed_query(query)
-        rows = {row["id"]: row for row in _nearest(dataset, exact, query_vector, n, where, ["id"])}
+        rows = {row["id"]: row for row in _nearest(view, query_vector, n, where, ["id"])}
         ranked = [(item_id, row["_cosine"]) for item_id, row in rows.items()]
     else:
         query_vector, rows, bm25, phrase_ids = _hybrid_candidates(catalog, view, query, k, where)
@@ -186,7 +238,7 @@ def _search_boosted(catalog, view, query: str, mode: str, k: int, where: str | N
         if exact is not None:
             pool = exact.nearest(query_vector, n, among=named.matching(wanted))
         else:
-            pool = _nearest(dataset, None, query_vector, n, " AND ".join(
+            pool = _nearest(view, query_vector, n, " AND ".join(
                 f"({part})" for part in (where, named.sql(wanted)) if part), ["id"])
         rows = {**{row["id"]: row for row in pool}, **rows}
         ranked = ([(item_id, row["_cosine"]) for item_id, row in rows.items()] if mode == "vector" else
@@ -233,19 +285,23 @@ def _full_text(dataset, query: str, n: int, where: str | None, with_vectors: boo
     return rows, phrase_ids
 
 
-def _nearest(dataset, exact: ExactIndex | None, query_vector: np.ndarray, k: int, where: str | None,
-             columns: list[str]) -> list[dict]:
-    """The ``k`` rows closest to the query, best first, with ``_rowoffset`` and ``_cosine``: ids only from ``exact``
-    (memory), ``columns`` from LanceDB (its ANN index on large tables, a prefiltered scan with ``where``)."""
-    if exact is not None:
-        return exact.nearest(query_vector, k)
-    nearest = {"column": "vector", "q": query_vector, "k": k, "metric": "cosine",
-               "nprobes": NPROBES, "refine_factor": REFINE_FACTOR}  # (no index: an exact scan, the two ignored)
-    rows = dataset.to_table(columns=[*columns, "_rowoffset"], nearest=nearest, filter=where,
-                            prefilter=True).to_pylist()
+def _nearest(view, query_vector: np.ndarray, k: int, where: str | None, columns: list[str]) -> list[dict]:
+    """The ``k`` rows closest to the query, best first, with ``_rowoffset`` and ``_cosine``. Without ``where``: ids
+    only, from memory on small tables, from the ANN index ranked in memory on large ones (see
+    :data:`REFINE_FACTOR`). Otherwise ``columns`` from LanceDB: a prefiltered scan, or the index's search."""
+    if not where and view.exact is not None:
+        return view.exact.nearest(query_vector, k)
+    vectors = view.loaded_vectors() if not where else None
+    nearest = {"column": "vector", "q": query_vector, "k": k, "metric": "cosine", "nprobes": NPROBES}
+    if vectors is None:
+        nearest["refine_factor"] = REFINE_FACTOR  # (no index: an exact scan, nprobes and this ignored)
+    else:
+        nearest["k"], columns = k * REFINE_FACTOR, ["id"]
+    rows = view.dataset.to_table(columns=[*columns, "_rowoffset"], nearest=nearest, filter=where,
+                                 prefilter=True).to_pylist()
     for row in rows:
         row["_cosine"] = 1.0 - row.pop("_distance")
-    return rows
+    return vectors.rerank(query_vector, rows)[:k] if vectors is not None else rows
 
 
 def _complete(dataset, rows: list[dict], columns: list[str]) -> list[dict]:

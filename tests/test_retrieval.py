@@ -6,7 +6,7 @@ import pytest
 from mmsupport.catalog import Catalog
 from mmsupport.config import load_settings
 from mmsupport.errors import InvalidInput
-from mmsupport.retrieval import fuse
+from mmsupport.retrieval import ExactIndex, fuse, load_vectors
 from test_catalog import write_csv
 
 HEADER = ["kind", "id", "title", "category", "price", "description"]
@@ -123,7 +123,9 @@ def test_every_mode_but_full_text_reports_similarity(catalog):
     assert all(item.similarity is None for item in catalog.search("headset", mode="fts", k=3))
 
 
-def test_large_tables_search_through_the_ann_index(tmp_path, monkeypatch):
+@pytest.fixture
+def large_catalog(tmp_path, monkeypatch):
+    """A table with an ANN index, as 100k rows get."""
     import mmsupport.catalog
 
     monkeypatch.setattr(mmsupport.catalog, "ANN_MIN_ROWS", 300)  # what 100k rows do, on a table a test can build
@@ -134,7 +136,58 @@ def test_large_tables_search_through_the_ann_index(tmp_path, monkeypatch):
     catalog = Catalog.open(load_settings(db_dir=tmp_path / "db", table="big"), create=True)
     catalog.ingest_csv(write_csv(tmp_path / "big.csv", [*rows, *ROWS], HEADER), progress=False)
     assert len(catalog) >= 300 and catalog.view().exact is None
+    return catalog
+
+
+def test_large_tables_search_through_the_ann_index(large_catalog):
     for mode in ("vector", "hybrid"):
-        items = catalog.search("smartwatch button flashing red", mode=mode, k=3)
+        items = large_catalog.search("smartwatch button flashing red", mode=mode, k=3)
         assert items[0].id == "a1", mode
         assert all(item.similarity is not None for item in items)
+
+
+QUERIES = ["navy rain jacket", "smartwatch button flashing red", "something warm for my head", "pink belt 17"]
+
+
+def test_on_a_large_table_the_index_candidates_are_ranked_by_the_vectors_in_memory(large_catalog):
+    view = large_catalog.view()
+    vectors = view.vectors.result()  # loaded in the background, as a serving process has them
+    assert view.loaded_vectors() is vectors and vectors.matrix.dtype == np.float16
+    exact = ExactIndex(view.dataset)
+    for query in QUERIES:
+        truth = exact.nearest(large_catalog.embedder.embed_query(query), 8)
+        found = large_catalog.search(query, mode="vector", k=8)
+        assert [item.id for item in found] == [row["id"] for row in truth], query
+        np.testing.assert_allclose([item.similarity for item in found], [row["_cosine"] for row in truth],
+                                   atol=2e-3)
+
+
+def test_when_the_vectors_cannot_be_loaded_searches_rank_through_lancedb(large_catalog, caplog):
+    view = large_catalog.view()
+    view.vectors.result()
+
+    def ranked():
+        return {query: [item.id for item in large_catalog.search(query, mode="vector", k=8)]
+                for query in QUERIES}
+
+    class Unreadable:  # the table's files cannot be read (say, the disk failed) after it was opened
+        schema = view.dataset.schema
+        count_rows = view.dataset.count_rows
+
+        def to_batches(self, **kwargs):
+            raise OSError("Input/output error")
+
+    in_memory = ranked()
+    view.vectors = load_vectors(Unreadable())
+    assert view.vectors.exception(timeout=30) is not None and view.loaded_vectors() is None
+    assert "could not be loaded into memory" in caplog.text and "Input/output error" in caplog.text
+    assert ranked() == in_memory
+
+
+def test_vectors_past_the_memory_limit_stay_on_disk(large_catalog, monkeypatch):
+    import mmsupport.retrieval
+
+    assert load_vectors(large_catalog.view().dataset) is not None
+    monkeypatch.setattr(mmsupport.retrieval, "RANK_IN_MEMORY_MB", 0.1)  # 100 kB: less than this table's vectors
+    assert load_vectors(large_catalog.view().dataset) is None
+    assert large_catalog.search("smartwatch button flashing red", mode="vector", k=3)[0].id == "a1"
