@@ -114,8 +114,8 @@ def _built(db, name: str, n: int):
 
 def latencies(catalog: Catalog, queries: list[str], mode: str) -> dict:
     """Per-query ms, first with every query embedded afresh (what a user waits for), then again with the query
-    vectors cached (the catalog's own part), that also split by whether the query names a catalog attribute (which
-    adds a second, prefiltered nearest-neighbour query: :mod:`mmsupport.attributes`)."""
+    vectors cached (the catalog's own part), the latter also split by whether the query names a catalog attribute
+    (which adds a second, prefiltered nearest-neighbour query: :mod:`mmsupport.attributes`)."""
     from mmsupport.attributes import AttributeIndex
 
     for query in WARM_UP:  # a serving process is warm: indexes read, caches filled
