@@ -85,7 +85,8 @@ class ExactIndex:
             offsets.append(batch.column("_rowoffset").to_numpy())
             blocks.append(vectors.flatten().to_numpy().reshape(len(vectors), vectors.type.list_size).astype(dtype))
         width = dataset.schema.field(column).type.list_size
-        self.ids = pa.concat_arrays(ids) if ids else pa.array([], pa.string())  # Arrow strings: a fraction of Python's memory
+        # Arrow strings take a fraction of the memory of a list of Python strings
+        self.ids = pa.concat_arrays(ids) if ids else pa.array([], pa.string())
         self.offsets = np.concatenate(offsets) if offsets else np.empty(0, dtype=np.int64)
         self.matrix = np.concatenate(blocks) if blocks else np.empty((0, width), dtype=dtype)
 
@@ -112,7 +113,8 @@ class ExactIndex:
     def cosine(self, query_vector: np.ndarray, offsets: list[int]) -> list[float]:
         """Cosine similarity of the query to each row at ``offsets`` (rows that have a vector)."""
         rows = self.matrix[np.searchsorted(self.offsets, np.asarray(offsets, dtype=np.int64))]
-        return (rows.astype(np.float32, copy=False) @ query_vector).tolist()
+        with self._blas_threads():
+            return (rows.astype(np.float32, copy=False) @ query_vector).tolist()
 
     def rerank(self, query_vector: np.ndarray, rows: list[dict]) -> list[dict]:
         """``rows`` (each with the ``_rowoffset`` of a row that has a vector) with their exact ``_cosine``, best
@@ -130,7 +132,8 @@ def load_vectors(dataset) -> Future | None:
     background thread (one load at a time; a daemon, so a CLI search does not wait for it at exit); searches rank
     the index's candidates with it once it is there. ``None`` when they would take more than
     :data:`RANK_IN_MEMORY_MB`."""
-    if dataset.count_rows() * dataset.schema.field("vector").type.list_size * 2 > RANK_IN_MEMORY_MB * 2**20:
+    size = dataset.count_rows() * dataset.schema.field("vector").type.list_size * np.dtype(np.float16).itemsize
+    if size > RANK_IN_MEMORY_MB * 2**20:
         return None
     future = Future()
 
