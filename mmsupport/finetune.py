@@ -179,7 +179,21 @@ def _load_model(model_id: str, *, qlora: bool, device: str, dtype):
         from mmsupport.vlm import check_4bit_cpu_layout
 
         check_4bit_cpu_layout(model)
+        _keep_4bit_trainable(model)
     return model if qlora else model.to(device)
+
+
+def _keep_4bit_trainable(model) -> None:
+    """Stop bitsandbytes repacking ``model``'s 4-bit layers for its CPU inference kernel.
+
+    On AVX-512-BF16 hosts the first forward pass in eval mode (the loss before training) repacks each layer, for good,
+    into a layout whose product has no backward pass, so training after it fails. Unpacked, the layers dequantize and
+    multiply as on every other CPU."""
+    import bitsandbytes as bnb
+
+    for module in model.modules():
+        if isinstance(module, bnb.nn.Linear4bit):
+            module.support_avx512bf16_for_cpu = False
 
 
 def _eval_loss(model, batches: list[dict]) -> float | None:
