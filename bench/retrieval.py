@@ -150,8 +150,8 @@ def embedding_latency(embedder, queries: list[str]) -> dict:
 
 
 def ann_recall(catalog: Catalog, queries: list[str]) -> float:
-    """Recall@10 of the catalog's ANN query against exact search (the catalog's own in-memory exact search): the
-    top 10 of the :data:`~mmsupport.retrieval.CANDIDATES` rows a search asks the index for, as a search ranks them."""
+    """Recall@10 of the catalog's vector search (the ANN index, or the float16 vectors once in memory) against exact
+    float32 search: the top 10 of the :data:`~mmsupport.retrieval.CANDIDATES` rows a search asks for."""
     from mmsupport.retrieval import CANDIDATES, ExactIndex, _nearest
 
     view = catalog.view()

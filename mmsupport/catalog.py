@@ -786,14 +786,17 @@ class CatalogView:
     exact: ExactIndex | None
     checked: float
     #: On a table with an ANN index: its vectors as float16, loading in the background (a second at 100k rows),
-    #: which rank the index's candidates exactly once loaded (:func:`mmsupport.retrieval.load_vectors`); ``None``
-    #: on other tables and past :data:`~mmsupport.retrieval.RANK_IN_MEMORY_MB`.
+    #: searched exactly in memory once loaded (:func:`mmsupport.retrieval.load_vectors`); ``None`` on other tables
+    #: and past :data:`~mmsupport.retrieval.SEARCH_IN_MEMORY_MB`.
     vectors: Future | None = None
     #: What helpers read once per version (distinct values, sentences of a row).
     cache: dict = field(default_factory=dict)
 
-    def loaded_vectors(self) -> ExactIndex | None:
-        """:attr:`vectors` when they are loaded, else ``None`` (also when loading failed: searches go on without)."""
+    def in_memory(self) -> ExactIndex | None:
+        """The vectors in memory: :attr:`exact`, or :attr:`vectors` once loaded; ``None`` while they load, past the
+        memory limit and when loading failed (searches then go through LanceDB)."""
+        if self.exact is not None:
+            return self.exact
         if self.vectors is None or not self.vectors.done() or self.vectors.exception() is not None:
             return None
         return self.vectors.result()

@@ -10,8 +10,9 @@ the query boost and filter the rows (:mod:`mmsupport.attributes`, the rule is th
 
 Speed: a search reads one :class:`~mmsupport.catalog.CatalogView` of the table throughout, through its ``lance``
 dataset, which is about twice as fast per call as the ``lancedb`` query API; the full-text side runs in a worker
-thread while the query is embedded; tables without an ANN index are searched exactly in memory (:class:`ExactIndex`);
-candidates carry only ids, row offsets and scores, and the full rows of the final ``k`` are read once at the end.
+thread while the query is embedded; tables whose vectors are in memory are searched exactly there
+(:class:`ExactIndex`); candidates carry only ids, row offsets and scores, and the full rows of the final ``k`` are
+read once at the end.
 """
 
 from __future__ import annotations
@@ -35,18 +36,15 @@ FTS_WEIGHT = 0.5
 #: Added to the fused score of rows containing the whole query as an exact phrase, which puts them first.
 PHRASE_BONUS = 1.0
 #: ANN query settings; recall@10 against exact search is measured by bench/retrieval.py. The index is asked for
-#: ``REFINE_FACTOR`` times the rows wanted, which are then ranked by their exact cosine: from the table's vectors in
-#: memory once they are loaded (:attr:`CatalogView.vectors <mmsupport.catalog.CatalogView.vectors>`, up to
-#: :data:`RANK_IN_MEMORY_MB`), else by LanceDB's refine step, which reads each candidate's vector from disk (an ANN
-#: query for 50 rows at 100k: 14 ms that way, 8 ms for the index and the ranking in memory).
+#: ``REFINE_FACTOR`` times the rows wanted, which LanceDB ranks by the exact cosines of their vectors on disk.
 NPROBES = 20
 REFINE_FACTOR = 5
 
-#: The most memory an indexed table's vectors may take (as float16) to be ranked in memory. Measured on a 2-core
-#: host, the same queries through the code with and without: at 100k rows (73 MB) hybrid search takes 21 instead of
-#: 32 ms (p50, query vector cached); at 1M rows (732 MB, 9 s to load) it gained nothing (47 against 45 ms), because
-#: reading the final rows' columns and the prefiltered query of attribute words are most of the time there.
-RANK_IN_MEMORY_MB = 256
+#: The most memory an indexed table's vectors may take (as float16) to be searched exactly in memory once loaded,
+#: instead of through the ANN index: about 175k rows of 384 dimensions. A float16 matrix-vector product over 100k
+#: rows takes 1.9 ms on two AVX-512 cores, where the ANN query and the ranking of its candidates took 4.9; the two
+#: cross near 200k rows on that host and on an AVX2 one, whose memory is about half as fast.
+SEARCH_IN_MEMORY_MB = 128
 
 #: A photo's hits are fused with the text side by weighted reciprocal rank fusion of each side's top ``k``: a row
 #: scores ``1 / (IMAGE_RRF_K + text rank) + IMAGE_WEIGHT / (IMAGE_RRF_K + image rank)``, counting only the lists it
@@ -71,8 +69,8 @@ class ExactIndex:
     """Every vector of one table version in memory, for exact cosine search: a matrix-vector product takes about a
     millisecond at 10k rows, where LanceDB's scan of the same vectors on disk takes over ten. Vectors are unit
     length (the catalog normalises them), so cosine is a dot product. ``dtype`` ``float16`` halves the memory (73 MB
-    at 100k rows of 384 dimensions) for tables whose candidates come from an ANN index and are only ranked here
-    (:meth:`rerank`); cosines are then exact to about 1e-3."""
+    at 100k rows of 384 dimensions) on tables with an ANN index, which torch multiplies as it is (1.9 ms at 100k rows
+    on two AVX-512 cores); cosines are then exact to about 1e-3."""
 
     def __init__(self, dataset, column: str = "vector", dtype=np.float32):
         import pyarrow as pa
@@ -89,19 +87,27 @@ class ExactIndex:
         self.ids = pa.concat_arrays(ids) if ids else pa.array([], pa.string())
         self.offsets = np.concatenate(offsets) if offsets else np.empty(0, dtype=np.int64)
         self.matrix = np.concatenate(blocks) if blocks else np.empty((0, width), dtype=dtype)
+        self._half = None
+        if self.matrix.dtype == np.float16:  # numpy multiplies float16 through a slow float32 copy, torch as it is
+            import torch
+
+            self._half = torch.from_numpy(self.matrix)
 
     def nearest(self, query_vector: np.ndarray, k: int, among: np.ndarray | None = None) -> list[dict]:
         """The ``k`` closest rows (of the row offsets ``among`` when given), best first, as ``{"id", "_rowoffset",
         "_cosine"}``."""
         if not len(self.ids):
             return []
-        with self._blas_threads():
-            scores = self.matrix @ query_vector
-        positions = np.arange(len(scores))
-        if among is not None:  # row offsets to matrix positions (rows without a vector are not in the matrix)
-            found = np.searchsorted(self.offsets, among).clip(max=len(self.offsets) - 1)
-            positions = found[self.offsets[found] == among]
-            scores = scores[positions]
+        positions = None
+        if among is not None:
+            positions = self._positions(np.asarray(among, dtype=np.int64))
+        scores = self._scores(query_vector, positions, rounded=True)
+        if positions is None:
+            positions = np.arange(len(scores))
+        if self._half is not None and len(scores) > 2 * k:  # rounded cosines can swap close rows: score the best again
+            best = np.argpartition(-scores, 2 * k - 1)[:2 * k]
+            positions = positions[best]
+            scores = self._scores(query_vector, positions)
         k = min(k, len(scores))
         if not k:
             return []
@@ -112,16 +118,27 @@ class ExactIndex:
 
     def cosine(self, query_vector: np.ndarray, offsets: list[int]) -> list[float]:
         """Cosine similarity of the query to each row at ``offsets`` (rows that have a vector)."""
-        rows = self.matrix[np.searchsorted(self.offsets, np.asarray(offsets, dtype=np.int64))]
-        with self._blas_threads():
-            return (rows.astype(np.float32, copy=False) @ query_vector).tolist()
+        return self._scores(query_vector, np.searchsorted(self.offsets, np.asarray(offsets, dtype=np.int64))).tolist()
 
-    def rerank(self, query_vector: np.ndarray, rows: list[dict]) -> list[dict]:
-        """``rows`` (each with the ``_rowoffset`` of a row that has a vector) with their exact ``_cosine``, best
-        first."""
-        for row, cosine in zip(rows, self.cosine(query_vector, [row["_rowoffset"] for row in rows])):
-            row["_cosine"] = cosine
-        return sorted(rows, key=lambda row: -row["_cosine"])
+    def _positions(self, offsets: np.ndarray) -> np.ndarray:
+        """Matrix positions of the rows at ``offsets`` that have a vector (the others are not in the matrix)."""
+        found = np.searchsorted(self.offsets, offsets).clip(max=len(self.offsets) - 1)
+        return found[self.offsets[found] == offsets]
+
+    def _scores(self, query_vector: np.ndarray, positions: np.ndarray | None = None, *,
+                rounded: bool = False) -> np.ndarray:
+        """Cosines of the query to the rows at matrix ``positions`` (all rows when ``None``), as float32. ``rounded``:
+        on a float16 matrix, from a float16 product, several times faster on many rows but rounded to about 5e-4."""
+        if self._half is not None:
+            import torch
+
+            rows = self._half if positions is None else self._half.index_select(0, torch.from_numpy(positions))
+            if rounded:
+                return (rows @ torch.from_numpy(query_vector.astype(np.float16))).float().numpy()
+            return (rows.float() @ torch.from_numpy(query_vector.astype(np.float32))).numpy()
+        rows = self.matrix if positions is None else self.matrix[positions]
+        with self._blas_threads():
+            return rows @ query_vector
 
     def _blas_threads(self):
         return _blas().limit(limits=1 if len(self.ids) <= ONE_THREAD_ROWS else None, user_api="blas")
@@ -129,11 +146,11 @@ class ExactIndex:
 
 def load_vectors(dataset) -> Future | None:
     """The vectors of ``dataset`` (a table with an ANN index) as a float16 :class:`ExactIndex`, loading in a
-    background thread (one load at a time; a daemon, so a CLI search does not wait for it at exit); searches rank
-    the index's candidates with it once it is there. ``None`` when they would take more than
-    :data:`RANK_IN_MEMORY_MB`."""
+    background thread (one load at a time; a daemon, so a CLI search does not wait for it at exit); searches without
+    a ``where`` filter are exact in memory once it is there. ``None`` when they would take more than
+    :data:`SEARCH_IN_MEMORY_MB`."""
     size = dataset.count_rows() * dataset.schema.field("vector").type.list_size * np.dtype(np.float16).itemsize
-    if size > RANK_IN_MEMORY_MB * 2**20:
+    if size > SEARCH_IN_MEMORY_MB * 2**20:
         return None
     future = Future()
 
@@ -202,7 +219,7 @@ def _hybrid_candidates(catalog, view, query: str, k: int, where: str | None):
     """The candidates of hybrid search: the query vector, the rows of either list by id with ``_rowoffset`` and
     ``_cosine``, their BM25 scores and the ids of rows holding the query as an exact phrase."""
     dataset, n = view.dataset, max(k, CANDIDATES)
-    exact = None if where else view.exact or view.loaded_vectors()  # where the full-text rows' cosines come from
+    exact = None if where else view.in_memory()  # where the full-text rows' cosines come from
     full_text = _full_text_worker.submit(_full_text, dataset, query, n, where, exact is None)
     query_vector = catalog.embedder.embed_query(query)
     candidates = {row["id"]: row for row in _nearest(view, query_vector, n, where, ["id"])}
@@ -223,7 +240,7 @@ def _search_boosted(catalog, view, query: str, mode: str, k: int, where: str | N
     the nearest rows that have every named attribute, each ranked by its score plus its attribute boost. ``None``
     when the candidates without boosts put a support article first: a support question, searched as before."""
     dataset, columns, n = view.dataset, view.columns, max(k, CANDIDATES)
-    exact, phrase_ids = None if where else view.exact, frozenset()
+    phrase_ids = frozenset()
     if mode == "fts":
         rows = {row["id"]: row for row in _fts(dataset, query, n, where, ["id"])}
         best = max((row["_score"] for row in rows.values()), default=0.0) or 1.0
@@ -238,8 +255,9 @@ def _search_boosted(catalog, view, query: str, mode: str, k: int, where: str | N
     if not ranked or named.is_article(rows[max(ranked, key=lambda pair: pair[1])[0]]["_rowoffset"]):
         return None
     if mode != "fts":
-        if exact is not None:
-            pool = exact.nearest(query_vector, n, among=named.matching(wanted))
+        in_memory = None if where else view.in_memory()
+        if in_memory is not None:
+            pool = in_memory.nearest(query_vector, n, among=named.matching(wanted))
         else:
             pool = _nearest(view, query_vector, n, " AND ".join(
                 f"({part})" for part in (where, named.sql(wanted)) if part), ["id"])
@@ -290,21 +308,18 @@ def _full_text(dataset, query: str, n: int, where: str | None, with_vectors: boo
 
 def _nearest(view, query_vector: np.ndarray, k: int, where: str | None, columns: list[str]) -> list[dict]:
     """The ``k`` rows closest to the query, best first, with ``_rowoffset`` and ``_cosine``. Without ``where``: ids
-    only, from memory on small tables, from the ANN index ranked in memory on large ones (see
-    :data:`REFINE_FACTOR`). Otherwise ``columns`` from LanceDB: a prefiltered scan, or the index's search."""
-    if not where and view.exact is not None:
-        return view.exact.nearest(query_vector, k)
-    vectors = view.loaded_vectors() if not where else None
-    nearest = {"column": "vector", "q": query_vector, "k": k, "metric": "cosine", "nprobes": NPROBES}
-    if vectors is None:
-        nearest["refine_factor"] = REFINE_FACTOR  # (no index: an exact scan, nprobes and this ignored)
-    else:
-        nearest["k"], columns = k * REFINE_FACTOR, ["id"]
+    only, exact in memory on tables whose vectors are there (all but the largest, see :data:`SEARCH_IN_MEMORY_MB`).
+    Otherwise ``columns`` from LanceDB: a prefiltered scan, or the ANN index's search."""
+    in_memory = None if where else view.in_memory()
+    if in_memory is not None:
+        return in_memory.nearest(query_vector, k)
+    nearest = {"column": "vector", "q": query_vector, "k": k, "metric": "cosine", "nprobes": NPROBES,
+               "refine_factor": REFINE_FACTOR}  # (no index: an exact scan, nprobes and refine ignored)
     rows = view.dataset.to_table(columns=[*columns, "_rowoffset"], nearest=nearest, filter=where,
                                  prefilter=True).to_pylist()
     for row in rows:
         row["_cosine"] = 1.0 - row.pop("_distance")
-    return vectors.rerank(query_vector, rows)[:k] if vectors is not None else rows
+    return rows
 
 
 def _complete(dataset, rows: list[dict], columns: list[str]) -> list[dict]:

@@ -1,5 +1,6 @@
 """Attribute-aware search: query words read against the catalog's own column values, on a small real LanceDB table."""
 
+import numpy as np
 import pytest
 
 from mmsupport.attributes import AttributeIndex, _price_bounds
@@ -133,8 +134,9 @@ def test_values_written_to_break_parsing_are_only_values(tmp_path):
         assert ids(catalog, "shoes\\ %_ for running", where=where)[0] == "runner"
 
 
-@pytest.mark.parametrize("mode", ["hybrid", "vector"])
-def test_attribute_words_lift_the_row_that_has_them_on_a_table_with_an_ann_index(tmp_path, monkeypatch, mode):
+@pytest.fixture
+def ann_catalog(tmp_path, monkeypatch):
+    """:data:`ROWS` among 312 socks, caps and scarves: a table with an ANN index, as 100k rows get."""
     import mmsupport.catalog
 
     monkeypatch.setattr(mmsupport.catalog, "ANN_MIN_ROWS", 300)  # what 100k rows do, on a table a test can build
@@ -146,6 +148,12 @@ def test_attribute_words_lift_the_row_that_has_them_on_a_table_with_an_ann_index
     catalog = Catalog.open(load_settings(db_dir=tmp_path / "db", table="big"), create=True)
     catalog.ingest_csv(write_csv(tmp_path / "big.csv", [*ROWS, *fillers], HEADER), progress=False)
     assert len(catalog) >= 300 and catalog.view().exact is None
+    return catalog
+
+
+@pytest.mark.parametrize("mode", ["hybrid", "vector"])
+def test_attribute_words_lift_the_row_that_has_them_on_a_table_with_an_ann_index(ann_catalog, mode):
+    catalog = ann_catalog
     shirts = {"navy-men", "navy-women", "olive-men"}
     found = ids(catalog, "navy formal shirt for men", mode=mode)
     assert found[0] == "navy-men" and set(found[:3]) == shirts
@@ -153,3 +161,18 @@ def test_attribute_words_lift_the_row_that_has_them_on_a_table_with_an_ann_index
     assert unboosted[0] != "navy-men" or set(unboosted[:3]) != shirts
     bitmaps = {index.columns[0] for index in catalog.table.list_indices() if index.index_type == "Bitmap"}
     assert bitmaps == {"gender", "colour", "article_type", "usage"}  # the attribute columns; not id, title, text
+
+
+@pytest.mark.parametrize("mode", ["hybrid", "vector"])
+def test_with_the_vectors_in_memory_the_rows_having_the_attributes_are_the_ones_lancedb_finds(ann_catalog, mode):
+    queries = ["navy formal shirt for men", "red socks for women", "white caps", "green scarf for a man",
+               "navy blue caps for her"]
+    view = ann_catalog.view()
+    view.vectors.result()  # loaded, as a serving process has them: the nearest rows having the attributes from memory
+    in_memory = {query: search(ann_catalog, query, mode=mode, k=10) for query in queries}
+    view.vectors = None  # as before they are loaded: LanceDB's prefiltered nearest-neighbour query
+    for query in queries:
+        on_disk = search(ann_catalog, query, mode=mode, k=10)
+        assert in_memory[query][0][0]["id"] == on_disk[0][0]["id"], query
+        np.testing.assert_allclose([score for _, score, _ in in_memory[query]], [score for _, score, _ in on_disk],
+                                   atol=2e-3, err_msg=query)

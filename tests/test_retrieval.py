@@ -139,7 +139,8 @@ def large_catalog(tmp_path, monkeypatch):
     return catalog
 
 
-def test_large_tables_search_through_the_ann_index(large_catalog):
+def test_large_tables_search_through_the_ann_index_while_their_vectors_are_not_in_memory(large_catalog):
+    large_catalog.view().vectors = None
     for mode in ("vector", "hybrid"):
         items = large_catalog.search("smartwatch button flashing red", mode=mode, k=3)
         assert items[0].id == "a1", mode
@@ -149,10 +150,10 @@ def test_large_tables_search_through_the_ann_index(large_catalog):
 QUERIES = ["navy rain jacket", "smartwatch button flashing red", "something warm for my head", "pink belt 17"]
 
 
-def test_on_a_large_table_the_index_candidates_are_ranked_by_the_vectors_in_memory(large_catalog):
+def test_on_a_large_table_searches_are_exact_once_the_vectors_are_in_memory(large_catalog):
     view = large_catalog.view()
     vectors = view.vectors.result()  # loaded in the background, as a serving process has them
-    assert view.loaded_vectors() is vectors and vectors.matrix.dtype == np.float16
+    assert view.in_memory() is vectors and vectors.matrix.dtype == np.float16
     exact = ExactIndex(view.dataset)
     for query in QUERIES:
         truth = exact.nearest(large_catalog.embedder.embed_query(query), 8)
@@ -162,7 +163,7 @@ def test_on_a_large_table_the_index_candidates_are_ranked_by_the_vectors_in_memo
                                    atol=2e-3)
 
 
-def test_when_the_vectors_cannot_be_loaded_searches_rank_through_lancedb(large_catalog, caplog):
+def test_when_the_vectors_cannot_be_loaded_searches_go_through_lancedb(large_catalog, caplog):
     view = large_catalog.view()
     view.vectors.result()
 
@@ -179,7 +180,7 @@ def test_when_the_vectors_cannot_be_loaded_searches_rank_through_lancedb(large_c
 
     in_memory = ranked()
     view.vectors = load_vectors(Unreadable())
-    assert view.vectors.exception(timeout=30) is not None and view.loaded_vectors() is None
+    assert view.vectors.exception(timeout=30) is not None and view.in_memory() is None
     assert "could not be loaded into memory" in caplog.text and "Input/output error" in caplog.text
     assert ranked() == in_memory
 
@@ -188,6 +189,6 @@ def test_vectors_past_the_memory_limit_stay_on_disk(large_catalog, monkeypatch):
     import mmsupport.retrieval
 
     assert load_vectors(large_catalog.view().dataset) is not None
-    monkeypatch.setattr(mmsupport.retrieval, "RANK_IN_MEMORY_MB", 0.1)  # 100 kB: less than this table's vectors
+    monkeypatch.setattr(mmsupport.retrieval, "SEARCH_IN_MEMORY_MB", 0.1)  # 100 kB: less than this table's vectors
     assert load_vectors(large_catalog.view().dataset) is None
     assert large_catalog.search("smartwatch button flashing red", mode="vector", k=3)[0].id == "a1"
