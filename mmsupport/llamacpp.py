@@ -26,7 +26,7 @@ from mmsupport.errors import InvalidInput, ModelUnavailable
 from mmsupport.gguf import convert, llama_cpp_version
 from mmsupport.host import cpu_signature
 from mmsupport.images import load_image, to_data_url
-from mmsupport.llamacpp_vision import TorchVision, eval_with_embeddings
+from mmsupport.llamacpp_vision import PrefixCache, TorchVision, eval_with_embeddings
 from mmsupport.messages import Message, image_source, is_image
 from mmsupport.messages import parts as content_parts
 from mmsupport.vlm import VLM, hub_reachable
@@ -48,7 +48,8 @@ class LlamaCppVLM(VLM):
 
     Greedy decoding like the transformers backend; images go in as JPEG data URLs; tool calls come back as the
     ``<tool_call>`` text the model writes. ``last_stats`` holds ``ttft_s``, ``decode_tokens`` and ``decode_tok_s`` of
-    the latest generation.
+    the latest generation. With a PyTorch ``vision`` encoder, the beginning prompts share (the system prompt and
+    tools) is evaluated once (:class:`~mmsupport.llamacpp_vision.PrefixCache`).
     """
 
     runtime = "llamacpp"
@@ -63,6 +64,7 @@ class LlamaCppVLM(VLM):
         self.max_new_tokens = max_new_tokens
         self.image_max_side = image_max_side
         self.vision = vision
+        self.prefixes = PrefixCache()
         self._lock = threading.Lock()
         handler = (MTMDChatHandler(clip_model_path=str(mmproj), verbose=False, use_gpu=False)
                    if mmproj and vision is None else None)
@@ -93,7 +95,7 @@ class LlamaCppVLM(VLM):
         return converted
 
     def _start_with_embeddings(self, ids: list[int], rows, greedy: dict):
-        eval_with_embeddings(self.llama, ids, self.vision.image_token_id, rows)
+        eval_with_embeddings(self.llama, ids, self.vision.image_token_id, rows, self.prefixes)
         return self.llama.create_completion(ids, **greedy)
 
     def stream(self, messages: list[Message], *, max_new_tokens: int | None = None,

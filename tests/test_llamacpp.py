@@ -133,6 +133,50 @@ def test_the_image_embeddings_land_where_transformers_puts_them(gguf_settings):
     assert np.abs(blind[:len(expected)] - expected).max() > 3 * error
 
 
+def test_a_beginning_that_prompts_share_is_evaluated_once_and_changes_no_logit(gguf_settings, monkeypatch):
+    """The system prompt every answering call starts with: kept after the second prompt that shares it, restored for
+    the third and fourth (with a photo after it, too), each prompt's logits the same as evaluated from scratch."""
+    import llama_cpp
+    import numpy as np
+
+    from mmsupport.gguf import convert
+    from mmsupport.llamacpp import LlamaCppVLM
+    from mmsupport.llamacpp_vision import MIN_SHARED_TOKENS, PrefixCache, TorchVision, eval_with_embeddings
+
+    vision = TorchVision(gguf_settings.model)
+    vlm = LlamaCppVLM(*convert(gguf_settings.model, gguf_settings), vision=vision, context_tokens=2048)
+    system = {"role": "system", "content": "You help the customers of a shop with their orders and returns. " * 30}
+    prefixes = PrefixCache()
+    decoded = []  # tokens and image embeddings that went through llama.cpp's decoder
+    decode = llama_cpp.llama_decode
+    for module in (llama_cpp, llama_cpp.llama_cpp):  # the package (image embeddings) and its bindings (Llama.eval)
+        monkeypatch.setattr(module, "llama_decode", lambda ctx, batch: decoded.append(batch.n_tokens) or decode(ctx, batch))
+
+    def evaluate(question: str, photo: bool, cache: PrefixCache | None):
+        content = [{"type": "image", "image": PHOTO}] if photo else []
+        ids, rows = vision.prompt([system, {"role": "user", "content": [*content, {"type": "text", "text": question}]}],
+                                  None)
+        decoded.clear()
+        eval_with_embeddings(vlm.llama, ids, vision.image_token_id, rows, cache)
+        logits = np.ctypeslib.as_array(vlm.llama._ctx.get_logits(), shape=(vlm.llama.n_vocab(),)).copy()
+        return logits, sum(decoded), len(ids)
+
+    shared = None
+    for turn, (question, photo) in enumerate([("Do you sell red sneakers?", False), ("Where is my parcel?", False),
+                                              ("Can I return these?", True), ("How long is the warranty?", False)]):
+        logits, evaluated, length = evaluate(question, photo, prefixes)
+        fresh, evaluated_fresh, _ = evaluate(question, photo, None)
+        np.testing.assert_array_equal(logits, fresh)
+        assert evaluated_fresh == length
+        if turn < 2:
+            assert evaluated == length  # the first prompt has nothing to share; the second keeps what it shares
+        else:
+            assert evaluated == length - shared, turn
+        if turn == 1:
+            shared = len(next(iter(prefixes.states)))
+            assert shared >= MIN_SHARED_TOKENS
+
+
 def test_closing_the_stream_stops_generation_and_frees_the_model(gguf_vlm):
     message = {"role": "user", "content": "Describe the red sneaker."}
     stream = gguf_vlm.stream([message], max_new_tokens=64)
