@@ -4,7 +4,8 @@ A Space runs ``app.py`` from a copy of the repository's app files (:data:`SPACE_
 sample catalog, the pinned requirements and the README whose front matter configures the Space). Settings that are
 secrets (the fields of :class:`~mmsupport.config.Settings` hidden from ``repr``: passwords, API key, database URL)
 are copied from this shell's ``MMSUPPORT_*`` environment into Space secrets; other settings given with ``--set``
-become Space variables. Nothing secret is ever printed.
+become Space variables. Nothing secret is ever printed. On CPU hardware the Space also builds the llama.cpp runtime
+and chooses it per host (``MMSUPPORT_RUNTIME=auto``).
 """
 
 from __future__ import annotations
@@ -25,6 +26,10 @@ SPACE_FILES = ("app.py", "README.md", "requirements.txt", "space.yaml", "mmsuppo
 #: Space hardware names the Hub accepts (``huggingface_hub.SpaceHardware``), cheapest first.
 HARDWARE = ("cpu-basic", "cpu-upgrade", "zero-a10g", "t4-small", "t4-medium", "l4x1", "l4x4", "l40sx1", "a10g-small",
             "a10g-large", "a100-large")
+#: Hardware without a GPU: there the Space also builds the llama.cpp runtime (the lines of
+#: :data:`LLAMACPP_REQUIREMENTS`, added to its requirements) and runs ``MMSUPPORT_RUNTIME=auto``, the fast CPU path.
+CPU_HARDWARE = ("cpu-basic", "cpu-upgrade")
+LLAMACPP_REQUIREMENTS = "requirements-llamacpp.txt"
 #: Settings whose values are secrets: those ``Settings`` keeps out of its ``repr``.
 SECRET_SETTINGS = tuple(f.name for f in dataclasses.fields(Settings) if not f.repr)
 
@@ -41,12 +46,14 @@ class DeployPlan:
     private: bool = False
     secrets: dict[str, str] = field(default_factory=dict, repr=False)
     variables: dict[str, str] = field(default_factory=dict)
+    #: Lines added to the Space's ``requirements.txt`` (the llama.cpp runtime on CPU hardware).
+    extra_requirements: list[str] = field(default_factory=list)
 
     def summary(self) -> dict:
         """What :meth:`push` would do, printable: secret names without their values."""
         return {"space": self.space, "url": f"https://huggingface.co/spaces/{self.space}", "hardware": self.hardware,
                 "private": self.private, "files": self.files, "secrets": sorted(self.secrets),
-                "variables": self.variables}
+                "variables": self.variables, "extra_requirements": self.extra_requirements}
 
 
 def space_files(repo: Path = REPO_DIR) -> list[str]:
@@ -80,10 +87,12 @@ def _variables(assignments: list[str]) -> dict[str, str]:
 
 
 def plan(space: str, *, hardware: str = "cpu-basic", private: bool = False, settings: list[str] = (),
-         env: Mapping[str, str] | None = None, repo: Path = REPO_DIR) -> DeployPlan:
+         llamacpp: bool | None = None, env: Mapping[str, str] | None = None, repo: Path = REPO_DIR) -> DeployPlan:
     """Check the request and list what a deploy of ``repo`` to ``space`` (``USER/NAME``) would send.
 
-    Secrets are the :data:`SECRET_SETTINGS` set in ``env`` (default: this process's environment).
+    Secrets are the :data:`SECRET_SETTINGS` set in ``env`` (default: this process's environment). ``llamacpp``
+    (default: on :data:`CPU_HARDWARE`) adds the llama.cpp runtime to the Space's requirements and sets
+    ``MMSUPPORT_RUNTIME=auto`` unless ``settings`` name a runtime.
     """
     import os
 
@@ -94,7 +103,12 @@ def plan(space: str, *, hardware: str = "cpu-basic", private: bool = False, sett
     env = os.environ if env is None else env
     secrets = {PREFIX + name.upper(): env[PREFIX + name.upper()] for name in SECRET_SETTINGS
                if env.get(PREFIX + name.upper())}
-    return DeployPlan(space, space_files(repo), hardware, private, secrets, _variables(list(settings)))
+    variables, extra = _variables(list(settings)), []
+    if (hardware in CPU_HARDWARE) if llamacpp is None else llamacpp:
+        lines = (repo / LLAMACPP_REQUIREMENTS).read_text().splitlines()
+        extra = [line for line in lines if line.strip() and not line.lstrip().startswith("#")]
+        variables.setdefault(f"{PREFIX}RUNTIME", "auto")
+    return DeployPlan(space, space_files(repo), hardware, private, secrets, variables, extra)
 
 
 def write_folder(deploy: DeployPlan, folder: str | Path, repo: Path = REPO_DIR) -> Path:
@@ -104,6 +118,10 @@ def write_folder(deploy: DeployPlan, folder: str | Path, repo: Path = REPO_DIR) 
         target = folder / name
         target.parent.mkdir(parents=True, exist_ok=True)
         shutil.copy2(repo / name, target)
+    if deploy.extra_requirements:
+        with (folder / "requirements.txt").open("a") as requirements:
+            requirements.write(f"# the llama.cpp runtime ({LLAMACPP_REQUIREMENTS}), compiled when the Space builds\n")
+            requirements.write("".join(f"{line}\n" for line in deploy.extra_requirements))
     return folder
 
 

@@ -33,7 +33,7 @@ def test_secrets_come_from_the_environment_and_are_never_printed(capsys, monkeyp
     monkeypatch.delenv("MMSUPPORT_DATABASE_URL", raising=False)
     summary = _dry_run(capsys, "--set", "top_k=3")
     assert summary["secrets"] == ["MMSUPPORT_ADMIN_PASSWORD", "MMSUPPORT_API_KEY"]
-    assert summary["variables"] == {"MMSUPPORT_TOP_K": "3"}
+    assert summary["variables"] == {"MMSUPPORT_TOP_K": "3", "MMSUPPORT_RUNTIME": "auto"}
     assert main(["deploy", "--space", "acme/support", "--dry-run"]) == 0
     printed = capsys.readouterr().out
     assert "MMSUPPORT_ADMIN_PASSWORD" in printed
@@ -52,6 +52,24 @@ def test_bad_requests_are_refused_before_anything_is_sent(capsys, space, setting
     args = ["deploy", "--space", space, "--dry-run"] + [f"--set={s}" for s in settings]
     assert main(args) == 2
     assert __import__("re").search(message, capsys.readouterr().err)
+
+
+def test_on_cpu_hardware_the_space_builds_and_runs_the_llama_cpp_runtime(capsys, tmp_path):
+    from packaging.requirements import Requirement
+
+    cpu = _dry_run(capsys)
+    assert [Requirement(line).name for line in cpu["extra_requirements"]] == ["llama-cpp-python", "sentencepiece"]
+    assert cpu["variables"] == {"MMSUPPORT_RUNTIME": "auto"}
+    for args in (["--hardware", "t4-small"], ["--no-llamacpp"]):
+        assert (_dry_run(capsys, *args)["extra_requirements"], _dry_run(capsys, *args)["variables"]) == ([], {})
+    assert _dry_run(capsys, "--set", "runtime=transformers")["variables"] == {"MMSUPPORT_RUNTIME": "transformers"}
+    folder = tmp_path / "space"
+    assert main(["deploy", "--space", "acme/support", "--to", str(folder)]) == 0
+    written = (folder / "requirements.txt").read_text().splitlines()
+    pins = [Requirement(line) for line in written if line.strip() and not line.startswith("#")]
+    assert {"torch", "gradio", "lancedb", "llama-cpp-python", "sentencepiece"} <= {pin.name for pin in pins}
+    assert len({pin.name for pin in pins}) == len(pins)  # each package once
+    assert "added to requirements.txt: llama-cpp-python" in capsys.readouterr().out
 
 
 def test_unknown_hardware_is_refused(capsys):

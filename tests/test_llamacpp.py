@@ -149,8 +149,13 @@ def test_a_beginning_that_prompts_share_is_evaluated_once_and_changes_no_logit(g
     prefixes = PrefixCache()
     decoded = []  # tokens and image embeddings that went through llama.cpp's decoder
     decode = llama_cpp.llama_decode
+
+    def counting(ctx, batch):
+        decoded.append(batch.n_tokens)
+        return decode(ctx, batch)
+
     for module in (llama_cpp, llama_cpp.llama_cpp):  # the package (image embeddings) and its bindings (Llama.eval)
-        monkeypatch.setattr(module, "llama_decode", lambda ctx, batch: decoded.append(batch.n_tokens) or decode(ctx, batch))
+        monkeypatch.setattr(module, "llama_decode", counting)
 
     def evaluate(question: str, photo: bool, cache: PrefixCache | None):
         content = [{"type": "image", "image": PHOTO}] if photo else []

@@ -7,6 +7,7 @@ writes the Space's files into a folder instead of uploading (run `python app.py`
 
 from __future__ import annotations
 
+import argparse
 import json
 
 
@@ -19,6 +20,9 @@ def add_arguments(parser) -> None:
                         help=f"Space hardware (default cpu-basic; one of {', '.join(HARDWARE)})")
     parser.add_argument("--set", action="append", default=[], metavar="SETTING=VALUE",
                         help="a setting for the Space, e.g. --set top_k=3 (repeatable; secrets come from the env)")
+    parser.add_argument("--llamacpp", action=argparse.BooleanOptionalAction, default=None,
+                        help="build the llama.cpp runtime in the Space and run MMSUPPORT_RUNTIME=auto (default: on "
+                             "CPU hardware; about 7 more minutes of Space build)")
     parser.add_argument("--dry-run", action="store_true", help="print what would be sent, send nothing")
     parser.add_argument("--to", metavar="DIR", help="write the Space's files into DIR instead of uploading")
     parser.add_argument("--token", help="Hugging Face token (default: HF_TOKEN or `hf auth login`)")
@@ -28,7 +32,7 @@ def add_arguments(parser) -> None:
 def run(args) -> int:
     from mmsupport.deploy import plan, push, write_folder
 
-    deploy = plan(args.space, hardware=args.hardware, private=args.private, settings=args.set)
+    deploy = plan(args.space, hardware=args.hardware, private=args.private, settings=args.set, llamacpp=args.llamacpp)
     summary = deploy.summary()
     if args.to:
         summary["written_to"] = str(write_folder(deploy, args.to).resolve())
@@ -42,6 +46,7 @@ def run(args) -> int:
           f"({summary['hardware']}{', private' if summary['private'] else ''})")
     print(f"  secrets: {', '.join(summary['secrets']) or 'none'} (values not shown)")
     print(f"  variables: {', '.join(f'{k}={v}' for k, v in summary['variables'].items()) or 'none'}")
+    print(f"  added to requirements.txt: {', '.join(summary['extra_requirements']) or 'nothing'}")
     if args.dry_run:
         for name in summary["files"]:
             print(f"  {name}")
