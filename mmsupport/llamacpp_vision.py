@@ -114,14 +114,9 @@ class PrefixCache:
     def shared(self, ids: list[int], end: int) -> int:
         """How many leading tokens of ``ids[:end]`` the most alike recent prompt shares with it; ``ids`` is then
         remembered."""
-        longest = 0
-        for other in self.recent:
-            common = 0
-            for a, b in zip(ids[:end], other):
-                if a != b:
-                    break
-                common += 1
-            longest = max(longest, common)
+        from llama_cpp import Llama
+
+        longest = max((Llama.longest_token_prefix(ids[:end], other) for other in self.recent), default=0)
         self.recent.append(ids[:end])
         return longest
 
