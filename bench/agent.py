@@ -15,8 +15,8 @@ of ``data/conversations.jsonl`` on the sample catalog (retrieval-only agent). Wr
 agent.png. The CPU is shared: timings are noisy.
 
 Photo turn (``--photo-turn ROUNDS``, needs only the repo and llama-cpp-python): :func:`photo_turns`, the end-to-end
-time of a photo + question turn on the real architecture, transformers int8-dynamic against llama.cpp q8_0; writes
-bench/results/agent_photo_turn.json.
+time of a photo + question turn on the real architecture, transformers int8-dynamic against llama.cpp (in the text
+weights its build runs fastest); writes bench/results/agent_photo_turn.json.
 
     python bench/agent.py [--evaldata ../shared/evaldata] [--db /tmp/mmsupport-agent-bench] [--turns 60]
     python bench/agent.py --photo-turn 3
@@ -151,12 +151,12 @@ class AlwaysDescribed:
 def photo_turns(rounds: int) -> dict:
     """A photo + question turn end to end on SmolVLM-256M's architecture (random weights, ``build_random_smolvlm``):
     describe the photo, search the sample catalog, answer in :data:`PHOTO_TURN_TOKENS` tokens, with transformers
-    int8-dynamic (today's CPU default) and llama.cpp q8_0 (``MMSUPPORT_RUNTIME=llamacpp``), timed interleaved, a new
-    photo each round so no description is cached. Also the answer's time to first token (its prompt's prefill:
-    system prompt, retrieved items, description and question)."""
+    int8-dynamic (today's CPU default) and llama.cpp as the app loads it (``MMSUPPORT_RUNTIME=llamacpp``: bf16 or q8_0
+    by build), timed interleaved, a new photo each round so no description is cached. Also the answer's time to first
+    token (its prompt's prefill: system prompt, retrieved items, description and question)."""
     from vlm import build_random_smolvlm
 
-    from mmsupport.llamacpp import load_llamacpp
+    from mmsupport.llamacpp import build_tuning, load_llamacpp
     from mmsupport.vlm import TransformersVLM
 
     photos = sorted((SAMPLE_DATA_DIR / "images" / "customer").glob("*.png"))[:rounds]
@@ -170,7 +170,7 @@ def photo_turns(rounds: int) -> dict:
         torch_vlm = TransformersVLM(str(model), quantization="int8-dynamic", max_new_tokens=PHOTO_TURN_TOKENS)
         torch_vlm.model.generation_config.min_new_tokens = PHOTO_TURN_TOKENS  # random weights stop at random
         agents = {"transformers int8-dynamic": Agent(AlwaysDescribed(torch_vlm), catalog, settings),
-                  "llamacpp q8_0": Agent(AlwaysDescribed(load_llamacpp(settings)), catalog, settings)}
+                  f"llamacpp {build_tuning()[0]}": Agent(AlwaysDescribed(load_llamacpp(settings)), catalog, settings)}
         for agent in agents.values():  # warm up: kernels, the catalog's embedder, llama.cpp's mapped weights, and
             for question in ("Do you sell running shoes?", "Where is my parcel?"):  # what every answer begins with
                 agent.run_turn(question)
@@ -186,7 +186,7 @@ def photo_turns(rounds: int) -> dict:
                                    "answer_decode_tok_s": agent.vlm.last_stats["decode_tok_s"]})
     medians = {name: statistics.median(row["total"] for row in runs) for name, runs in rows.items()}
     answer_ttft = {name: statistics.median(row["answer_ttft_s"] for row in runs) for name, runs in rows.items()}
-    ratio = medians["llamacpp q8_0"] / medians["transformers int8-dynamic"]
+    ratio = medians[f"llamacpp {build_tuning()[0]}"] / medians["transformers int8-dynamic"]
     return {"model_architecture": "HuggingFaceTB/SmolVLM-256M-Instruct (random weights)", "rounds": len(photos),
             "answer_tokens": PHOTO_TURN_TOKENS, "median_total_s": {k: round(v, 3) for k, v in medians.items()},
             "median_answer_ttft_s": {k: round(v, 3) for k, v in answer_ttft.items()},

@@ -2,7 +2,7 @@
 
 Builds SmolVLM-256M-Instruct from its published config values with random weights (no download: speed does not
 depend on weight values; quality does, so no quality figures here) and measures, per setting (fp32, bf16,
-int8-dynamic, and the same weights on llama.cpp: ``llamacpp-q8_0`` and ``llamacpp-f16``, text model in that type +
+int8-dynamic, and the same weights on llama.cpp: ``llamacpp-q8_0``, ``-f16`` and ``-bf16``, text model in that type +
 mmproj f16, converted by :mod:`mmsupport.gguf`), all in one process and timed interleaved so other load on a shared
 CPU hits them alike:
 
@@ -180,7 +180,8 @@ def build_random_smolvlm(path: Path, corpus: list[str] | None = None) -> Path:
 class LlamaSetting:
     """A llama.cpp setting of the interleaved run: :func:`build_random_smolvlm`'s weights as GGUF (text ``text_type``
     + mmproj f16), through :class:`mmsupport.llamacpp.LlamaCppVLM` for the image prompt and llama.cpp's own
-    ``eval`` for decode steps (one token each, as the transformers settings step). Images go through the model's
+    ``eval`` for decode steps (one token each, as the transformers settings step), flash attention as the app chooses
+    it for the build (:func:`mmsupport.llamacpp.build_tuning`). Images go through the model's
     PyTorch vision encoder (int8-dynamic, as the app runs it) when ``folder`` is given, else llama.cpp's mmproj."""
 
     def __init__(self, name: str, text_gguf: Path, mmproj: Path, folder: Path | None, threads: int | None):
@@ -188,12 +189,13 @@ class LlamaSetting:
         from llama_cpp import Llama
 
         from mmsupport.images import load_image
-        from mmsupport.llamacpp import LlamaCppVLM
+        from mmsupport.llamacpp import LlamaCppVLM, build_tuning
         from mmsupport.llamacpp_vision import TorchVision
 
         self.name, self.text_gguf = name, text_gguf
         vision = TorchVision(folder) if folder else None
-        self.vlm = LlamaCppVLM(text_gguf, mmproj, vision=vision, context_tokens=1024, threads=threads)
+        self.vlm = LlamaCppVLM(text_gguf, mmproj, vision=vision, context_tokens=1024, threads=threads,
+                               flash_attn=build_tuning()[1])
         # ~300 text tokens around one 512 px image, like the transformers prompt
         words = " ".join(sample_corpus())[:6000]
         ids = self.vlm.llama.tokenize(words.encode(), add_bos=False)[:PROMPT_TOKENS]
@@ -396,7 +398,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--settings", nargs="+",
                         default=["fp32", "bf16", "int8-dynamic", "llamacpp-q8_0", "llamacpp-q8_0-mtmd",
-                                 "llamacpp-f16"],
+                                 "llamacpp-f16", "llamacpp-bf16"],
                         help="llamacpp-* settings need llama-cpp-python (requirements-llamacpp.txt)")
     parser.add_argument("--new-tokens", type=int, default=32)
     parser.add_argument("--threads", type=int, help="torch threads (default: torch's choice, one per core)")

@@ -62,17 +62,29 @@ def test_a_tokenizer_trained_here_is_read_as_gpt2_byte_level_and_others_are_refu
 
 def test_the_model_is_converted_once_into_the_cache_under_the_hash_of_its_weights(gguf_vlm, gguf_settings):
     from mmsupport.gguf import convert
+    from mmsupport.llamacpp import build_tuning
 
+    text_type, flash_attn = build_tuning()
     folder = gguf_settings.cache_dir / "gguf" / weights_digest(gguf_settings.model)[:20]
-    text, mmproj = folder / "text-q8_0.gguf", folder / "mmproj-f16.gguf"
+    text, mmproj = folder / f"text-{text_type}.gguf", folder / "mmproj-f16.gguf"
     assert gguf_vlm.runtime == "llamacpp" and gguf_vlm.name == gguf_settings.model
     assert gguf_vlm.vision is not None  # a transformers model: its own vision encoder, one pass per image
     assert text.stat().st_size > 0 and mmproj.stat().st_size > 0
     written = text.stat().st_mtime_ns, mmproj.stat().st_mtime_ns
-    assert convert(gguf_settings.model, gguf_settings) == (text, mmproj)
+    assert convert(gguf_settings.model, gguf_settings, text_type=text_type) == (text, mmproj)
     assert (text.stat().st_mtime_ns, mmproj.stat().st_mtime_ns) == written  # not converted again
     metadata = gguf_vlm.llama.metadata
     assert metadata["general.architecture"] == "llama" and metadata["tokenizer.ggml.pre"] == "gpt-2"
+    assert bool(gguf_vlm.llama.context_params.flash_attn_type) == flash_attn
+
+
+def test_bf16_weights_and_flash_attention_where_the_build_has_avx512_bf16_kernels():
+    from mmsupport.llamacpp import build_tuning
+
+    avx2 = "CPU : SSE3 = 1 | AVX = 1 | AVX2 = 1 | F16C = 1 | FMA = 1 | LLAMAFILE = 1 | OPENMP = 1 | REPACK = 1 |"
+    assert build_tuning(avx2) == ("q8_0", False)
+    assert build_tuning(avx2.replace("AVX2 = 1", "AVX2 = 1 | AVX512 = 1 | AVX512_VNNI = 1")) == ("q8_0", False)
+    assert build_tuning(avx2.replace("AVX2 = 1", "AVX2 = 1 | AVX512 = 1 | AVX512_BF16 = 1")) == ("bf16", True)
 
 
 def test_streams_an_answer_about_a_photo_and_measures_it(gguf_vlm):
@@ -100,9 +112,10 @@ def test_llama_cpps_own_projector_path_answers_and_its_failures_are_clear(gguf_s
         list(vlm.stream([message], max_new_tokens=4))
 
 
-def test_the_image_embeddings_land_where_transformers_puts_them(gguf_settings):
-    """f16 GGUF + the fp32 PyTorch vision encoder: the next-token logits after a photo prompt are transformers' fp32
-    logits within f16 rounding."""
+@pytest.mark.parametrize("text_type, flash_attn, tolerance", [("f16", False, 0.02), ("bf16", True, 0.05)])
+def test_the_image_embeddings_land_where_transformers_puts_them(gguf_settings, text_type, flash_attn, tolerance):
+    """f16 (or bf16 with flash attention) GGUF + the fp32 PyTorch vision encoder: the next-token logits after a photo
+    prompt are transformers' fp32 logits within the weights' rounding."""
     import numpy as np
     import torch
 
@@ -111,9 +124,9 @@ def test_the_image_embeddings_land_where_transformers_puts_them(gguf_settings):
     from mmsupport.llamacpp_vision import TorchVision, eval_with_embeddings
     from mmsupport.vlm import TransformersVLM
 
-    text, mmproj = convert(gguf_settings.model, gguf_settings, text_type="f16")
+    text, mmproj = convert(gguf_settings.model, gguf_settings, text_type=text_type)
     vision = TorchVision(gguf_settings.model, quantization="none")
-    vlm = LlamaCppVLM(text, mmproj, vision=vision, context_tokens=1024)
+    vlm = LlamaCppVLM(text, mmproj, vision=vision, context_tokens=1024, flash_attn=flash_attn)
     message = [{"role": "user", "content": [{"type": "text", "text": "Look:"}, {"type": "image", "image": PHOTO},
                                             {"type": "text", "text": "What colour is the sole?"}]}]
     ids, rows = vision.prompt(message, None)
@@ -126,7 +139,7 @@ def test_the_image_embeddings_land_where_transformers_puts_them(gguf_settings):
     with torch.inference_mode():
         expected = reference.model(**inputs).logits[0, -1].numpy()
     error = np.abs(ours[:len(expected)] - expected).max()
-    assert error < 0.02 * (expected.max() - expected.min())
+    assert error < tolerance * (expected.max() - expected.min())
     text_only = [i for i in ids if i != vision.image_token_id]  # without the photo the logits are further off
     eval_with_embeddings(vlm.llama, text_only, vision.image_token_id, None)
     blind = np.ctypeslib.as_array(vlm.llama._ctx.get_logits(), shape=(vlm.llama.n_vocab(),))
@@ -240,13 +253,13 @@ def test_auto_probes_once_per_cpu_and_falls_back_when_the_probe_crashes(gguf_set
     record.unlink(missing_ok=True)
     vlm, why = llamacpp.choose_runtime(settings, "cpu")
     assert vlm is not None and vlm.runtime == "llamacpp" and "tokens/s in its probe" in why
-    verdict = json.loads(record.read_text())[cpu_signature(llama_cpp_version())]
+    verdict = json.loads(record.read_text())[cpu_signature(llama_cpp_version(), llamacpp.build_features())]
     assert verdict["ok"] and verdict["decode_tok_s"] > 0
     broken = tmp_path / "broken.gguf"
     broken.write_bytes(b"GGUF" + b"\0" * 64)  # a header and nothing else: llama.cpp refuses it in the subprocess
     failed = llamacpp.probe(broken, None)
     assert failed["ok"] is False and "probe crashed" in failed["reason"]
-    record.write_text(json.dumps({cpu_signature(llama_cpp_version()): failed}))
+    record.write_text(json.dumps({cpu_signature(llama_cpp_version(), llamacpp.build_features()): failed}))
     vlm, why = llamacpp.choose_runtime(settings, "cpu")
     assert vlm is None and "probe crashed" in why and "cached for this CPU" in why
     assert llamacpp.choose_runtime(settings, "cuda") == (None, "transformers on cuda")
