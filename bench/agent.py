@@ -160,6 +160,7 @@ def photo_turns(rounds: int) -> dict:
     from mmsupport.vlm import TransformersVLM
 
     photos = sorted((SAMPLE_DATA_DIR / "images" / "customer").glob("*.png"))[:rounds]
+    llamacpp = f"llamacpp {build_tuning()[0]}"
     with tempfile.TemporaryDirectory() as folder:
         model = build_random_smolvlm(Path(folder) / "smolvlm-256m-random")
         # random weights describe a photo in random words, which match nothing: with no threshold the model still
@@ -170,7 +171,7 @@ def photo_turns(rounds: int) -> dict:
         torch_vlm = TransformersVLM(str(model), quantization="int8-dynamic", max_new_tokens=PHOTO_TURN_TOKENS)
         torch_vlm.model.generation_config.min_new_tokens = PHOTO_TURN_TOKENS  # random weights stop at random
         agents = {"transformers int8-dynamic": Agent(AlwaysDescribed(torch_vlm), catalog, settings),
-                  f"llamacpp {build_tuning()[0]}": Agent(AlwaysDescribed(load_llamacpp(settings)), catalog, settings)}
+                  llamacpp: Agent(AlwaysDescribed(load_llamacpp(settings)), catalog, settings)}
         for agent in agents.values():  # warm up: kernels, the catalog's embedder, llama.cpp's mapped weights, and
             for question in ("Do you sell running shoes?", "Where is my parcel?"):  # what every answer begins with
                 agent.run_turn(question)
@@ -186,7 +187,7 @@ def photo_turns(rounds: int) -> dict:
                                    "answer_decode_tok_s": agent.vlm.last_stats["decode_tok_s"]})
     medians = {name: statistics.median(row["total"] for row in runs) for name, runs in rows.items()}
     answer_ttft = {name: statistics.median(row["answer_ttft_s"] for row in runs) for name, runs in rows.items()}
-    ratio = medians[f"llamacpp {build_tuning()[0]}"] / medians["transformers int8-dynamic"]
+    ratio = medians[llamacpp] / medians["transformers int8-dynamic"]
     return {"model_architecture": "HuggingFaceTB/SmolVLM-256M-Instruct (random weights)", "rounds": len(photos),
             "answer_tokens": PHOTO_TURN_TOKENS, "median_total_s": {k: round(v, 3) for k, v in medians.items()},
             "median_answer_ttft_s": {k: round(v, 3) for k, v in answer_ttft.items()},
