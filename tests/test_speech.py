@@ -149,7 +149,8 @@ def test_real_speech_is_transcribed_in_every_format(asr, question, tmp_path, for
 
 @pytest.mark.slow
 def test_silence_and_a_tone_are_heard_as_nothing(asr, tmp_path):
-    assert asr.transcribe(write_wav(tmp_path / "quiet.wav", np.zeros(3 * 16000), 16000), **LIMITS).text == ""
+    quiet = asr.transcribe(write_wav(tmp_path / "quiet.wav", np.zeros(3 * 16000), 16000), **LIMITS)
+    assert quiet.text == "" and quiet.duration_s == 3.0  # the recording's length, without the silence added around it
     assert asr.transcribe(tone(tmp_path / "tone.wav", 3.0), **LIMITS).text == ""
 
 
