@@ -792,9 +792,12 @@ class CatalogView:
     #: What helpers read once per version (distinct values, sentences of a row).
     cache: dict = field(default_factory=dict)
 
-    def in_memory(self) -> ExactIndex | None:
+    def in_memory(self, where: str | None = None) -> ExactIndex | None:
         """The vectors in memory: :attr:`exact`, or :attr:`vectors` once loaded; ``None`` while they load, past the
-        memory limit and when loading failed (searches then go through LanceDB)."""
+        memory limit, when loading failed and for a search with a SQL filter ``where``, which only LanceDB
+        evaluates (searches then go through LanceDB)."""
+        if where:
+            return None
         if self.exact is not None:
             return self.exact
         if self.vectors is None or not self.vectors.done() or self.vectors.exception() is not None:

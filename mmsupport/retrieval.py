@@ -219,7 +219,7 @@ def _hybrid_candidates(catalog, view, query: str, k: int, where: str | None):
     """The candidates of hybrid search: the query vector, the rows of either list by id with ``_rowoffset`` and
     ``_cosine``, their BM25 scores and the ids of rows holding the query as an exact phrase."""
     dataset, n = view.dataset, max(k, CANDIDATES)
-    exact = None if where else view.in_memory()  # where the full-text rows' cosines come from
+    exact = view.in_memory(where)  # where the full-text rows' cosines come from
     full_text = _full_text_worker.submit(_full_text, dataset, query, n, where, exact is None)
     query_vector = catalog.embedder.embed_query(query)
     candidates = {row["id"]: row for row in _nearest(view, query_vector, n, where, ["id"])}
@@ -255,7 +255,7 @@ def _search_boosted(catalog, view, query: str, mode: str, k: int, where: str | N
     if not ranked or named.is_article(rows[max(ranked, key=lambda pair: pair[1])[0]]["_rowoffset"]):
         return None
     if mode != "fts":
-        in_memory = None if where else view.in_memory()
+        in_memory = view.in_memory(where)
         if in_memory is not None:
             pool = in_memory.nearest(query_vector, n, among=named.matching(wanted))
         else:
@@ -310,7 +310,7 @@ def _nearest(view, query_vector: np.ndarray, k: int, where: str | None, columns:
     """The ``k`` rows closest to the query, best first, with ``_rowoffset`` and ``_cosine``. Without ``where``: ids
     only, exact in memory on tables whose vectors are there (all but the largest, see :data:`SEARCH_IN_MEMORY_MB`).
     Otherwise ``columns`` from LanceDB: a prefiltered scan, or the ANN index's search."""
-    in_memory = None if where else view.in_memory()
+    in_memory = view.in_memory(where)
     if in_memory is not None:
         return in_memory.nearest(query_vector, k)
     nearest = {"column": "vector", "q": query_vector, "k": k, "metric": "cosine", "nprobes": NPROBES,
