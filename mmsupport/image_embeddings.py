@@ -76,18 +76,17 @@ class ImageEmbedder:
         self.model.to(self.device).eval()
         self.name = name
         self.fingerprint = fingerprint(self.model)  # of the weights as trained, whatever runs them here
+        from mmsupport import int8
+
         if quantization == "auto":
-            fbgemm = {"fbgemm", "x86"} & set(torch.backends.quantized.supported_engines)
-            quantization = "int8-dynamic" if self.device == "cpu" and fbgemm else "none"
+            quantization = "int8-dynamic" if self.device == "cpu" and int8.available() else "none"
         self.images_onnx = None
         pixels = self._pixels([_probe()])
         if runtime in ("auto", "onnx") and self.device == "cpu":
             self.images_onnx = _onnx_image_tower(self.model, pixels, Path(cache_dir),
                                                  int8=quantization == "int8-dynamic")
         if quantization == "int8-dynamic":
-            from mmsupport.int8 import quantize_int8_dynamic
-
-            quantize_int8_dynamic(self.model)
+            int8.quantize_int8_dynamic(self.model)
         if runtime == "auto" and self.images_onnx:
             from mmsupport.host import fastest
 

@@ -24,6 +24,11 @@ from torch import nn
 SHARED_INPUT_GROUPS = (("q_proj", "k_proj", "v_proj"), ("gate_proj", "up_proj"))
 
 
+def available() -> bool:
+    """Whether this torch build has the fbgemm kernels :class:`Int8Linear` runs on (x86 builds do)."""
+    return bool({"fbgemm", "x86"} & set(torch.backends.quantized.supported_engines))
+
+
 def quantize_int8_dynamic(model: nn.Module) -> nn.Module:
     """Replace, in place, every ``nn.Linear`` of ``model`` with an :class:`Int8Linear` (shared-input layers fused
     into one) and its RMSNorm layers with :class:`FusedRMSNorm`; returns ``model``. CPU only."""
