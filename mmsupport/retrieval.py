@@ -42,9 +42,9 @@ REFINE_FACTOR = 5
 
 #: The most memory an indexed table's vectors may take (as float16, their int8 copy adding half as much again) to
 #: be searched exactly in memory once loaded, instead of through the ANN index: about 175k rows of 384 dimensions.
-#: A float16 matrix-vector product over 100k rows took 1.9 ms on two AVX-512 cores, where the ANN query and the
-#: ranking of its candidates took 4.9; the two crossed near 200k rows there and on an AVX2 host, whose memory is about
-#: half as fast. The int8 product takes 1.4 ms at 100k rows on the AVX2 host.
+#: At 100k rows a float16 matrix-vector product takes 1.9 ms on two AVX-512 cores (the ANN query and the ranking of
+#: its candidates 4.9 ms there) and the int8 one 1.4 ms on two AVX2 cores; the float16 product and the ANN query cost
+#: the same near 200k rows on both hosts (the AVX2 host's memory is about half as fast).
 SEARCH_IN_MEMORY_MB = 128
 
 #: A photo's hits are fused with the text side by weighted reciprocal rank fusion of each side's top ``k``: a row
