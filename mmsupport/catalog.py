@@ -469,10 +469,10 @@ class Catalog:
             table = self.table
             dataset = table.to_lance()
             indexed = ("vector",) in _indexes(table)
+            columns = [name for name in table.schema.names if name not in INTERNAL_COLUMNS]
             view = self._view = CatalogView(
-                columns=[name for name in table.schema.names if name not in INTERNAL_COLUMNS], dataset=dataset,
-                exact=None if indexed else ExactIndex(dataset), checked=time.monotonic(),
-                vectors=load_vectors(dataset) if indexed else None)
+                columns=columns, dataset=dataset, exact=None if indexed else ExactIndex(dataset, columns=columns),
+                checked=time.monotonic(), vectors=load_vectors(dataset, columns) if indexed else None)
         return view
 
     def attribute_columns(self) -> list[str]:

@@ -12,6 +12,7 @@ from __future__ import annotations
 import hashlib
 import io
 import logging
+import tempfile
 import threading
 import warnings
 from collections.abc import Iterator
@@ -80,6 +81,44 @@ def session(path: Path, *, spin: bool = False):
     options.add_session_config_entry("session.force_spinning_stop", "1")
     return onnxruntime.InferenceSession(str(path), options, providers=["CPUExecutionProvider"],
                                         disabled_optimizers=["SkipLayerNormFusion"])  # see _split_skip_layer_norms
+
+
+class QuantizedRows:
+    """``rows @ query`` for one float32 query at a time, from an 8-bit copy of ``rows`` (one scale per row, the
+    query quantized per call: ONNX Runtime's ``DynamicQuantizeMatMul``), off by at most 3e-3 on MiniLM vectors. As
+    fast as fbgemm's int8 product (1.6-1.9 ms at 100k rows of 384 on two AVX2 cores) but with threads that sleep as
+    soon as it returns, where PyTorch's keep spinning and slow the next query's embedding by about 0.8 ms. The rows
+    are unsigned bytes around 128: signed ones lose up to 4e-2 on MiniLM vectors to the AVX2 kernel's saturating
+    16-bit sums."""
+
+    def __init__(self, rows, block: int = 65_536):
+        import numpy as np
+        import onnx
+        from onnx import TensorProto, helper, numpy_helper
+
+        count, width = rows.shape
+        scales = np.empty(count, dtype=np.float32)
+        quantized = np.empty((width, count), dtype=np.uint8)  # the graph's weight is width x rows
+        for start in range(0, count, block):  # a block at a time: no float32 copy of all the rows
+            part = rows[start:start + block].astype(np.float32)
+            scales[start:start + block] = np.maximum(np.abs(part).max(axis=1), 1e-12) / 127
+            quantized[:, start:start + block] = (np.rint(part / scales[start:start + block, None]) + 128).T
+        product = helper.make_node("DynamicQuantizeMatMul", ["query", "rows", "scales", "zero_points"], ["scores"],
+                                   domain="com.microsoft")
+        graph = helper.make_graph(
+            [product], "quantized_rows", [helper.make_tensor_value_info("query", TensorProto.FLOAT, [1, width])],
+            [helper.make_tensor_value_info("scores", TensorProto.FLOAT, [1, count])],
+            initializer=[numpy_helper.from_array(quantized, "rows"), numpy_helper.from_array(scales, "scales"),
+                         numpy_helper.from_array(np.full(count, 128, dtype=np.uint8), "zero_points")])
+        model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17),
+                                                        helper.make_opsetid("com.microsoft", 1)])
+        with tempfile.TemporaryDirectory() as folder:  # from bytes, the session would keep a second copy of them
+            onnx.save(model, Path(folder) / "rows.onnx")
+            self._session = session(Path(folder) / "rows.onnx")
+
+    def __call__(self, query):
+        """The scores of the rows for ``query`` (shape ``(width,)``, float32), as float32."""
+        return self._session.run(None, {"query": query.reshape(1, -1)})[0][0]
 
 
 @contextmanager

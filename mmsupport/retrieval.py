@@ -40,12 +40,16 @@ PHRASE_BONUS = 1.0
 NPROBES = 20
 REFINE_FACTOR = 5
 
-#: The most memory an indexed table's vectors may take (as float16, their int8 copy adding half as much again) to
+#: The most memory an indexed table's vectors may take (as float16, their 8-bit copy adding half as much again) to
 #: be searched exactly in memory once loaded, instead of through the ANN index: about 175k rows of 384 dimensions.
 #: At 100k rows a float16 matrix-vector product takes 1.9 ms on two AVX-512 cores (the ANN query and the ranking of
-#: its candidates 4.9 ms there) and the int8 one 1.4 ms on two AVX2 cores; the float16 product and the ANN query cost
-#: the same near 200k rows on both hosts (the AVX2 host's memory is about half as fast).
+#: its candidates 4.9 ms there) and the 8-bit one 1.6-1.9 ms on two AVX2 cores; the float16 product and the ANN
+#: query cost the same near 200k rows on both hosts (the AVX2 host's memory is about half as fast).
 SEARCH_IN_MEMORY_MB = 128
+#: The most memory the item columns (:attr:`CatalogView.columns <mmsupport.catalog.CatalogView.columns>`) of a table
+#: searched in memory may take to be kept there too (26 MB at 100k rows of the bench's synthetic catalog). From
+#: memory the ten rows of a result take 0.15 ms; LanceDB's ``take`` reads them in about 3 ms, a column at a time.
+ROWS_IN_MEMORY_MB = 64
 
 #: A photo's hits are fused with the text side by weighted reciprocal rank fusion of each side's top ``k``: a row
 #: scores ``1 / (IMAGE_RRF_K + text rank) + IMAGE_WEIGHT / (IMAGE_RRF_K + image rank)``, counting only the lists it
@@ -70,33 +74,45 @@ class ExactIndex:
     """Every vector of one table version in memory, for exact cosine search: a matrix-vector product takes about a
     millisecond at 10k rows, where LanceDB's scan of the same vectors on disk takes over ten. Vectors are unit
     length (the catalog normalises them), so cosine is a dot product. ``dtype`` ``float16`` halves the memory (73 MB
-    at 100k rows of 384 dimensions) on tables with an ANN index; their products run on an int8 copy (37 MB more,
-    one scale per row) through fbgemm, 1.4 ms at 100k rows on two AVX2 cores against 3.8 for the float16 product,
-    and the best rows are scored again from the float16 vectors, exact to about 1e-3."""
+    at 100k rows of 384 dimensions) on tables with an ANN index; their products run on an 8-bit copy (37 MB more,
+    :class:`~mmsupport.onnx_models.QuantizedRows`), 1.6-1.9 ms at 100k rows on two AVX2 cores against 3.8 for the
+    float16 product, and the best rows are scored again from the float16 vectors, exact to about 1e-3.
 
-    def __init__(self, dataset, column: str = "vector", dtype=np.float32):
+    With ``columns`` the index also keeps those columns of its rows, for :meth:`rows`, unless they take more than
+    :data:`ROWS_IN_MEMORY_MB`."""
+
+    def __init__(self, dataset, column: str = "vector", dtype=np.float32, columns: list[str] | None = None):
         import pyarrow as pa
 
-        ids, offsets, blocks = [], [], []
-        for batch in dataset.to_batches(columns=["id", column, "_rowoffset"], filter=f"{column} IS NOT NULL",
+        ids, offsets, blocks, kept, kept_bytes = [], [], [], [], 0
+        extra = [name for name in columns or [] if name not in ("id", column)]
+        for batch in dataset.to_batches(columns=["id", column, "_rowoffset", *extra],
+                                        filter=f"{column} IS NOT NULL",
                                         batch_size=65_536):  # converted a block at a time: no second full copy
             vectors = batch.column(column)
             ids.append(batch.column("id"))
             offsets.append(batch.column("_rowoffset").to_numpy())
             blocks.append(vectors.flatten().to_numpy().reshape(len(vectors), vectors.type.list_size).astype(dtype))
+            if columns and kept is not None:
+                kept.append(batch.select(columns))
+                kept_bytes += kept[-1].nbytes
+                if kept_bytes > ROWS_IN_MEMORY_MB * 2**20:
+                    kept = None
         width = dataset.schema.field(column).type.list_size
         # Arrow strings take a fraction of the memory of a list of Python strings
         self.ids = pa.concat_arrays(ids) if ids else pa.array([], pa.string())
+        #: ``columns`` of the rows, in matrix order (one chunk: taking from many is twenty times slower), or None
+        self.kept = pa.Table.from_batches(kept).combine_chunks() if columns and kept else None
         self.offsets = np.concatenate(offsets) if offsets else np.empty(0, dtype=np.int64)
         self.matrix = np.concatenate(blocks) if blocks else np.empty((0, width), dtype=dtype)
-        self._half = self._int8 = self._last_scores = None
+        self._half = self._bytes = self._last_scores = None
         if self.matrix.dtype == np.float16:  # numpy multiplies float16 through a slow float32 copy, torch as it is
             import torch
 
-            from mmsupport import int8
+            from mmsupport.onnx_models import QuantizedRows
 
             self._half = torch.from_numpy(self.matrix)
-            self._int8 = int8.Int8Linear(self._half.float(), None) if int8.available() else None
+            self._bytes = QuantizedRows(self.matrix) if len(self.matrix) else None
 
     def nearest(self, query_vector: np.ndarray, k: int, among: np.ndarray | None = None) -> list[dict]:
         """The ``k`` closest rows (of the row offsets ``among`` when given), best first, as ``{"id", "_rowoffset",
@@ -121,6 +137,14 @@ class ExactIndex:
         return [{"id": self.ids[int(row)].as_py(), "_rowoffset": int(self.offsets[row]), "_cosine": float(scores[i])}
                 for i, row in zip(order, positions[order])]
 
+    def rows(self, offsets: list[int]) -> dict[str, dict]:
+        """The kept columns of the rows at ``offsets`` that are in the index, by id (none when it keeps no
+        columns)."""
+        if self.kept is None or not offsets:
+            return {}
+        rows = self.kept.take(self._positions(np.asarray(offsets, dtype=np.int64))).to_pylist()
+        return {row["id"]: row for row in rows}
+
     def cosine(self, query_vector: np.ndarray, offsets: list[int]) -> list[float]:
         """Cosine similarity of the query to each row at ``offsets`` (rows that have a vector)."""
         return self._scores(query_vector, np.searchsorted(self.offsets, np.asarray(offsets, dtype=np.int64))).tolist()
@@ -133,15 +157,14 @@ class ExactIndex:
     def _scores(self, query_vector: np.ndarray, positions: np.ndarray | None = None, *,
                 rounded: bool = False) -> np.ndarray:
         """Cosines of the query to the rows at matrix ``positions`` (all rows when ``None``), as float32. ``rounded``:
-        on a float16 matrix, from the int8 product over all rows (the float16 one without fbgemm), several times faster
-        but off by up to about 3e-3."""
+        on a float16 matrix, from the 8-bit product over all rows, several times faster but off by up to about 3e-3."""
         if self._half is not None:
             import torch
 
             query = torch.from_numpy(query_vector.astype(np.float32))
-            if rounded and self._int8 is not None:
+            if rounded and self._bytes is not None:
                 key, last = query_vector.tobytes(), self._last_scores  # a search naming attributes asks twice
-                scores = last[1] if last and last[0] == key else self._int8(query[None])[0].numpy()
+                scores = last[1] if last and last[0] == key else self._bytes(query.numpy())
                 self._last_scores = (key, scores)
                 return scores if positions is None else scores[positions]
             rows = self._half if positions is None else self._half.index_select(0, torch.from_numpy(positions))
@@ -154,11 +177,11 @@ class ExactIndex:
         return _blas().limit(limits=1 if len(self.ids) <= ONE_THREAD_ROWS else None, user_api="blas")
 
 
-def load_vectors(dataset) -> Future | None:
-    """The vectors of ``dataset`` (a table with an ANN index) as a float16 :class:`ExactIndex`, loading in a
-    background thread (one load at a time; a daemon, so a CLI search does not wait for it at exit); searches without
-    a ``where`` filter are exact in memory once it is there. ``None`` when they would take more than
-    :data:`SEARCH_IN_MEMORY_MB`."""
+def load_vectors(dataset, columns: list[str]) -> Future | None:
+    """The vectors of ``dataset`` (a table with an ANN index) as a float16 :class:`ExactIndex` keeping ``columns``
+    of its rows, loading in a background thread (one load at a time; a daemon, so a CLI search does not wait for it
+    at exit); searches without a ``where`` filter are exact in memory once it is there. ``None`` when the vectors
+    would take more than :data:`SEARCH_IN_MEMORY_MB`."""
     size = dataset.count_rows() * dataset.schema.field("vector").type.list_size * np.dtype(np.float16).itemsize
     if size > SEARCH_IN_MEMORY_MB * 2**20:
         return None
@@ -167,7 +190,7 @@ def load_vectors(dataset) -> Future | None:
     def load():
         try:
             with _loading:
-                future.set_result(ExactIndex(dataset, dtype=np.float16))
+                future.set_result(ExactIndex(dataset, dtype=np.float16, columns=columns))
         except Exception as error:  # noqa: BLE001 - searches rank through LanceDB's refine step instead
             logger.warning("The table's vectors could not be loaded into memory; searches rank with LanceDB's "
                            "refine step instead: %s", error)
@@ -210,10 +233,10 @@ def search(catalog, query: str, *, mode: str = "hybrid", k: int = 5, where: str 
             return [(row, row["_score"], None) for row in _fts(dataset, query, k, filters, columns)]
         if mode == "vector":
             rows = _nearest(view, catalog.embedder.embed_query(query), k, filters, columns)
-            return [(row, row["_cosine"], row["_cosine"]) for row in _complete(dataset, rows, columns)]
+            return [(row, row["_cosine"], row["_cosine"]) for row in _complete(view, rows)]
         _, candidates, bm25, phrase_ids = _hybrid_candidates(catalog, view, query, k, filters)
         ranked = fuse(bm25, {item_id: row["_cosine"] for item_id, row in candidates.items()}, phrase_ids)[:k]
-        rows = _complete(dataset, [candidates[item_id] for item_id, _ in ranked], columns)
+        rows = _complete(view, [candidates[item_id] for item_id, _ in ranked])
         return [(row, score, row["_cosine"]) for row, (_, score) in zip(rows, ranked)]
     except (ValueError, RuntimeError) as error:
         if where and ("where" in str(error).lower() or "field" in str(error).lower() or "sql" in str(error).lower()):
@@ -249,7 +272,7 @@ def _search_boosted(catalog, view, query: str, mode: str, k: int, where: str | N
     """:func:`search` for a query naming attributes: the candidates of its mode, joined (in vector and hybrid) by
     the nearest rows that have every named attribute, each ranked by its score plus its attribute boost. ``None``
     when the candidates without boosts put a support article first: a support question, searched as before."""
-    dataset, columns, n = view.dataset, view.columns, max(k, CANDIDATES)
+    dataset, n = view.dataset, max(k, CANDIDATES)
     phrase_ids = frozenset()
     if mode == "fts":
         rows = {row["id"]: row for row in _fts(dataset, query, n, where, ["id"])}
@@ -276,7 +299,7 @@ def _search_boosted(catalog, view, query: str, mode: str, k: int, where: str | N
                   fuse(bm25, {item_id: row["_cosine"] for item_id, row in rows.items()}, phrase_ids))
     offsets = [rows[item_id]["_rowoffset"] for item_id, _ in ranked]
     ranked = named.boost(wanted, ranked, offsets, phrase_ids)[:k]
-    complete = _complete(dataset, [rows[item_id] for item_id, _ in ranked], columns)
+    complete = _complete(view, [rows[item_id] for item_id, _ in ranked])
     return [(row, score, row.get("_cosine")) for row, (_, score) in zip(complete, ranked)]
 
 
@@ -332,13 +355,18 @@ def _nearest(view, query_vector: np.ndarray, k: int, where: str | None, columns:
     return rows
 
 
-def _complete(dataset, rows: list[dict], columns: list[str]) -> list[dict]:
-    """``rows`` with all ``columns``: those read as ids only are filled in from one ``take`` by row offset."""
-    wanted = set(columns)
-    partial = [row["_rowoffset"] for row in rows if not wanted <= row.keys()]
+def _complete(view, rows: list[dict]) -> list[dict]:
+    """``rows`` with all the view's columns: those read as ids only are filled in from memory where the view keeps
+    them (:meth:`ExactIndex.rows`), the others from one LanceDB ``take`` by row offset."""
+    wanted = set(view.columns)
+    partial = [row for row in rows if not wanted <= row.keys()]
     if not partial:
         return rows
-    full = {row["id"]: row for row in dataset.take(partial, columns=columns).to_pylist()}
+    in_memory = view.in_memory()
+    full = in_memory.rows([row["_rowoffset"] for row in partial]) if in_memory is not None else {}
+    missing = [row["_rowoffset"] for row in partial if row["id"] not in full]
+    if missing:
+        full |= {row["id"]: row for row in view.dataset.take(missing, columns=view.columns).to_pylist()}
     return [row if wanted <= row.keys() else {**row, **full[row["id"]]} for row in rows]
 
 
@@ -372,14 +400,14 @@ def search_with_image(catalog, query: str, image, *, mode: str = "hybrid", k: in
         vector = image if isinstance(image, np.ndarray) else pictures.embed_query(image)
     view = catalog.view()
     if mode == "image" or not words:
-        rows = _complete(view.dataset, _nearest_pictures(catalog, vector, k, where), view.columns)
+        rows = _complete(view, _nearest_pictures(catalog, vector, k, where))
         return [(row, row["_cosine"], row["_cosine"] if mode == "image" else None) for row in rows]
     text = search(catalog, words, mode=mode, k=k, where=where)
     hits = _nearest_pictures(catalog, vector, k, where)
     by_id = {row["id"]: (row, cosine) for row, _, cosine in text}
     ranked = fuse_ranks([row["id"] for row, _, _ in text], [hit["id"] for hit in hits])[:k]
     pending = [hit for hit in hits if hit["id"] not in by_id and hit["id"] in dict(ranked)]
-    by_id.update((row["id"], (row, None)) for row in _complete(view.dataset, pending, view.columns))
+    by_id.update((row["id"], (row, None)) for row in _complete(view, pending))
     return [(by_id[item_id][0], score, by_id[item_id][1]) for item_id, score in ranked]
 
 

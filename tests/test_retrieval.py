@@ -185,6 +185,40 @@ def test_the_compact_in_memory_index_finds_what_float32_finds_among_near_ties(tm
                                        atol=1e-3)
 
 
+def test_result_rows_read_from_memory_are_the_rows_lancedb_has(large_catalog, monkeypatch):
+    import mmsupport.retrieval
+
+    view = large_catalog.view()
+    offsets = list(range(0, view.dataset.count_rows(), 7))
+    on_disk = {row["id"]: row for row in view.dataset.take(offsets, columns=view.columns).to_pylist()}
+    assert ExactIndex(view.dataset, columns=view.columns).rows(offsets) == on_disk
+    assert view.vectors.result().kept is not None
+
+    def found():
+        return {(query, mode): large_catalog.search(query, mode=mode, k=8)
+                for query in QUERIES for mode in ("vector", "hybrid")}
+
+    from_memory = found()
+    monkeypatch.setattr(mmsupport.retrieval, "ROWS_IN_MEMORY_MB", 0.01)  # 10 kB: less than this table's rows
+    view.vectors = load_vectors(view.dataset, view.columns)
+    assert view.vectors.result().kept is None and view.in_memory() is not None
+    assert found() == from_memory
+
+
+def test_the_8_bit_product_is_within_its_stated_error_of_float32():
+    from mmsupport.onnx_models import QuantizedRows
+
+    rng = np.random.default_rng(1)
+    rows = rng.standard_normal((20_000, 384)).astype(np.float32)
+    rows[:, 10:12] += 8  # two neighbouring outlier dimensions, as sentence embedders have: a kernel summing pairs
+    rows /= np.linalg.norm(rows, axis=1, keepdims=True)  # of signed bytes in 16 bits saturates there (off by 0.2)
+    product = QuantizedRows(rows.astype(np.float16), block=4096)  # several blocks
+    for query in rows[:10] * 0.7 + rng.standard_normal((10, 384)).astype(np.float32) * 0.01:
+        query /= np.linalg.norm(query)
+        errors = np.abs(product(query) - rows @ query)
+        assert errors.max() < 1e-2, errors.max()  # 5e-3 here: the outliers widen every row's scale
+
+
 def test_when_the_vectors_cannot_be_loaded_searches_go_through_lancedb(large_catalog, caplog):
     view = large_catalog.view()
     view.vectors.result()
@@ -201,7 +235,7 @@ def test_when_the_vectors_cannot_be_loaded_searches_go_through_lancedb(large_cat
             raise OSError("Input/output error")
 
     in_memory = ranked()
-    view.vectors = load_vectors(Unreadable())
+    view.vectors = load_vectors(Unreadable(), view.columns)
     assert view.vectors.exception(timeout=30) is not None and view.in_memory() is None
     assert "could not be loaded into memory" in caplog.text and "Input/output error" in caplog.text
     assert ranked() == in_memory
@@ -210,7 +244,8 @@ def test_when_the_vectors_cannot_be_loaded_searches_go_through_lancedb(large_cat
 def test_vectors_past_the_memory_limit_stay_on_disk(large_catalog, monkeypatch):
     import mmsupport.retrieval
 
-    assert load_vectors(large_catalog.view().dataset) is not None
+    view = large_catalog.view()
+    assert load_vectors(view.dataset, view.columns) is not None
     monkeypatch.setattr(mmsupport.retrieval, "SEARCH_IN_MEMORY_MB", 0.1)  # 100 kB: less than this table's vectors
-    assert load_vectors(large_catalog.view().dataset) is None
+    assert load_vectors(view.dataset, view.columns) is None
     assert large_catalog.search("smartwatch button flashing red", mode="vector", k=3)[0].id == "a1"
