@@ -782,10 +782,11 @@ class CatalogView:
     #: The table as a ``lance`` dataset. Searches read through it: each call through the ``lancedb`` table adds a
     #: millisecond or more of round trips to its background event loop.
     dataset: lance.LanceDataset
-    #: The vectors in memory for exact search, or ``None`` when the table has an ANN index (large tables).
+    #: The vectors (and the item columns) in memory for exact search, or ``None`` when the table has an ANN index
+    #: (large tables).
     exact: ExactIndex | None
     checked: float
-    #: On a table with an ANN index: its vectors as float16, loading in the background (a second at 100k rows),
+    #: On a table with an ANN index: its vectors as float16, loading in the background (2-3 s at 100k rows),
     #: searched exactly in memory once loaded (:func:`mmsupport.retrieval.load_vectors`); ``None`` on other tables
     #: and past :data:`~mmsupport.retrieval.SEARCH_IN_MEMORY_MB`.
     vectors: Future | None = None
