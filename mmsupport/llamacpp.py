@@ -18,6 +18,7 @@ import subprocess
 import sys
 import threading
 import time
+import weakref
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -91,6 +92,9 @@ class LlamaCppVLM(VLM):
         except (ValueError, RuntimeError) as error:
             raise ModelUnavailable(f"llama.cpp could not load {text_gguf}: {error}.",
                                    hint="Check the GGUF file, or set MMSUPPORT_RUNTIME=transformers.") from None
+        # freed with this object or at exit while the interpreter is whole: llama-cpp-python's own finaliser fails
+        # (a traceback) when a model outlives its module's globals, as a cached one does
+        weakref.finalize(self, self.llama.close)
         self.sees_images = handler is not None or vision is not None
         self.supports_tools = (vision.supports_tools if vision is not None
                                else "tools" in (self.llama.metadata.get("tokenizer.chat_template") or ""))

@@ -204,6 +204,21 @@ def test_closing_the_stream_stops_generation_and_frees_the_model(gguf_vlm):
     assert gguf_vlm.generate([message], max_new_tokens=3) is not None  # the lock was released
 
 
+def test_a_process_holding_the_model_until_it_exits_ends_without_a_traceback(gguf_settings):
+    import subprocess
+
+    from mmsupport.gguf import convert
+
+    text_gguf, mmproj = convert(gguf_settings.model, gguf_settings)
+    # held by a module imported before llama_cpp, as a serving process's model cache is: cleared after llama_cpp's
+    # globals at exit, when llama-cpp-python's own finaliser can no longer free the model
+    script = ("import json; from mmsupport.llamacpp import LlamaCppVLM; "
+              f"json.kept = LlamaCppVLM({str(text_gguf)!r}, {str(mmproj)!r}, context_tokens=512)")
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    assert "Traceback" not in done.stderr and "Exception ignored" not in done.stderr, done.stderr
+
+
 def test_a_photo_turn_runs_through_the_app_chat_with_one_vision_pass(gguf_vlm, sample_catalog_settings, tmp_path,
                                                                     monkeypatch):
     from mmsupport.app.chat import Chat
