@@ -105,14 +105,11 @@ class ExactIndex:
         self.kept = pa.Table.from_batches(kept).combine_chunks() if columns and kept else None
         self.offsets = np.concatenate(offsets) if offsets else np.empty(0, dtype=np.int64)
         self.matrix = np.concatenate(blocks) if blocks else np.empty((0, width), dtype=dtype)
-        self._half = self._bytes = self._last_scores = None
-        if self.matrix.dtype == np.float16:  # numpy multiplies float16 through a slow float32 copy, torch as it is
-            import torch
-
+        self._bytes = self._last_scores = None
+        if self.matrix.dtype == np.float16 and len(self.matrix):
             from mmsupport.onnx_models import QuantizedRows
 
-            self._half = torch.from_numpy(self.matrix)
-            self._bytes = QuantizedRows(self.matrix) if len(self.matrix) else None
+            self._bytes = QuantizedRows(self.matrix)
 
     def nearest(self, query_vector: np.ndarray, k: int, among: np.ndarray | None = None) -> list[dict]:
         """The ``k`` closest rows (of the row offsets ``among`` when given), best first, as ``{"id", "_rowoffset",
@@ -125,7 +122,7 @@ class ExactIndex:
         scores = self._scores(query_vector, positions, rounded=True)
         if positions is None:
             positions = np.arange(len(scores))
-        if self._half is not None and len(scores) > 2 * k:  # rounded cosines can swap close rows: score the best again
+        if self._bytes is not None and len(scores) > 2 * k:  # rounded cosines can swap close rows: score the best again
             best = np.argpartition(-scores, 2 * k - 1)[:2 * k]
             positions = positions[best]
             scores = self._scores(query_vector, positions)
@@ -157,19 +154,18 @@ class ExactIndex:
     def _scores(self, query_vector: np.ndarray, positions: np.ndarray | None = None, *,
                 rounded: bool = False) -> np.ndarray:
         """Cosines of the query to the rows at matrix ``positions`` (all rows when ``None``), as float32. ``rounded``:
-        on a float16 matrix, from the 8-bit product over all rows, several times faster but off by up to about 3e-3."""
-        if self._half is not None:
-            import torch
-
-            query = torch.from_numpy(query_vector.astype(np.float32))
-            if rounded and self._bytes is not None:
-                key, last = query_vector.tobytes(), self._last_scores  # a search naming attributes asks twice
-                scores = last[1] if last and last[0] == key else self._bytes(query.numpy())
-                self._last_scores = (key, scores)
-                return scores if positions is None else scores[positions]
-            rows = self._half if positions is None else self._half.index_select(0, torch.from_numpy(positions))
-            return (rows @ query.half()).float().numpy() if rounded else (rows.float() @ query).numpy()
+        on a float16 matrix, from the 8-bit product over all rows, several times faster but off by up to about 3e-3.
+        Without it a float16 matrix is read for a few rows only (the best of a rounded product, hybrid's full-text
+        rows), in numpy's own loops: PyTorch's or the BLAS's threads would keep spinning after so small a product
+        and slow the next query's embedding by a millisecond or more."""
+        if rounded and self._bytes is not None:
+            key, last = query_vector.tobytes(), self._last_scores  # a search naming attributes asks twice
+            scores = last[1] if last and last[0] == key else self._bytes(query_vector.astype(np.float32))
+            self._last_scores = (key, scores)
+            return scores if positions is None else scores[positions]
         rows = self.matrix if positions is None else self.matrix[positions]
+        if rows.dtype == np.float16:
+            return np.einsum("ij,j->i", rows.astype(np.float32), query_vector.astype(np.float32))
         with self._blas_threads():
             return rows @ query_vector
 
