@@ -156,8 +156,8 @@ class ExactIndex:
         """Cosines of the query to the rows at matrix ``positions`` (all rows when ``None``), as float32. ``rounded``:
         on a float16 matrix, from the 8-bit product over all rows, several times faster but off by up to about 3e-3.
         Without it a float16 matrix is read for a few rows only (the best of a rounded product, hybrid's full-text
-        rows), in numpy's own loops: PyTorch's or the BLAS's threads would keep spinning after so small a product
-        and slow the next query's embedding by a millisecond or more."""
+        rows), in numpy's own loops: PyTorch's threads would keep spinning after so small a product and slow the
+        next query's embedding by over a millisecond."""
         if rounded and self._bytes is not None:
             key, last = query_vector.tobytes(), self._last_scores  # a search naming attributes asks twice
             scores = last[1] if last and last[0] == key else self._bytes(query_vector.astype(np.float32))
