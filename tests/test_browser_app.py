@@ -55,6 +55,17 @@ def send(page, text: str, photo: Path | None = None) -> None:
     page.keyboard.press("Enter")
 
 
+def open_tab(page, name: str) -> None:
+    """Click the tab ``name``: in the tab bar, or in Gradio's "More tabs" menu, where tabs go that do not fit the bar
+    (on a phone, depending on when the page's font arrived)."""
+    tab = page.get_by_role("tab", name=name)
+    if tab.is_visible():
+        tab.click()
+    else:
+        page.get_by_role("button", name="More tabs").click()
+        page.locator(".overflow-dropdown").get_by_role("button", name=name).click()
+
+
 def wait_for_answers(page, count: int) -> str:
     """Wait until ``count`` answers are there and nothing is pending any more; return the chat's text."""
     page.wait_for_function(

@@ -5,7 +5,7 @@ Screenshots go to tests/artifacts/ (gitignored), desktop and phone.
 """
 
 import pytest
-from test_browser_app import ARTIFACTS, browser, send, wait_for_answers  # noqa: F401 (browser is a fixture)
+from test_browser_app import ARTIFACTS, browser, open_tab, send, wait_for_answers  # noqa: F401 (browser is a fixture)
 
 from mmsupport.handoff import REFERENCE
 
@@ -29,7 +29,7 @@ def open_shop(browser, ui_server, **options):  # noqa: F811
 
 
 def desk_log_in(page, name: str, password: str) -> None:
-    page.get_by_role("tab", name="Support desk").click()
+    open_tab(page, "Support desk")
     page.get_by_label("Your name (shoppers see it)").fill(name)
     page.get_by_label("Staff password").fill(password)
     page.get_by_role("button", name="Log in to the desk").click()
