@@ -346,8 +346,8 @@ def test_a_recorded_question_is_answered_marked_as_spoken_and_undo_gives_the_wor
     page.screenshot(path=str(ARTIFACTS / "voice.png"))
     page.locator('#chat button[aria-label="Undo"]').last.click()
     page.wait_for_function("!document.querySelector('#chat').innerText.includes('flashing')", timeout=30_000)
-    words = page.input_value("#message textarea")
-    assert words.lower().startswith("my watch button is flashing red") and "Spoken" not in words
+    # the words as heard (tiny.en's int8 kernels differ by CPU: "button" is "photo" on some hosts), without the mark
+    assert page.input_value("#message textarea") == spoken.removeprefix("Spoken:").strip()
 
 
 def test_a_text_file_named_like_a_recording_is_refused_under_the_box(page, tmp_path):

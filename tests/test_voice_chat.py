@@ -113,8 +113,8 @@ def test_a_spoken_question_with_a_photo_runs_as_if_typed_and_undo_gives_the_word
     assert "flashing red" in asked.lower() and voice.SPOKEN not in asked and "smartwatch with a red light" in asked
     question = next(i for i in range(len(shown) - 1, -1, -1) if shown[i]["role"] == "user")
     _, _, box, _, _ = chat.undo(shown, turns, SimpleNamespace(index=question))
-    assert box.value["text"].lower().startswith("my watch button is flashing red")
-    assert voice.SPOKEN not in box.value["text"] and [f["orig_name"] for f in box.value["files"]] == [PHOTO.name]
+    assert box.value["text"] == said.removeprefix(voice.SPOKEN)  # the words as heard, which differ by CPU
+    assert [f["orig_name"] for f in box.value["files"]] == [PHOTO.name]
     assert chat.resources.asr_state == "ready" and "Voice:** speech model" in chat.resources.admin_status()
 
 
