@@ -11,6 +11,7 @@ falls back to transformers with the reason in the log and :attr:`~mmsupport.vlm.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import os
@@ -37,6 +38,7 @@ logger = logging.getLogger(__name__)
 #: Seconds the probe subprocess may take (model load + one image + a few tokens) before it counts as failed.
 PROBE_TIMEOUT_S = 300
 PROBE_TOKENS = 16
+_loading = threading.Lock()
 
 
 def build_features() -> str:
@@ -53,6 +55,37 @@ def build_tuning(features: str | None = None) -> tuple[str, bool]:
     costs the AVX2 kernels a sixth of their decode speed. Measured in the README's "Models" section."""
     features = build_features() if features is None else features
     return ("bf16", True) if "AVX512_BF16 = 1" in features else ("q8_0", False)
+
+
+def model_overrides(features: str | None = None) -> dict[str, bool]:
+    """Fields of llama.cpp's model parameters to change from their defaults for the build (``features``, default
+    :func:`build_features`). A build for an AMX CPU routes q8_0 and other quantized weights to its AMX int8 kernels,
+    which in llama.cpp 0.3.36 crash at the first matrix product (SIGSEGV loading a garbled tile configuration on one
+    host, SIGILL on another), so there the weights stay off the extra buffer types those kernels sit behind."""
+    features = build_features() if features is None else features
+    return {"use_extra_bufts": False} if "AMX_INT8 = 1" in features else {}
+
+
+@contextlib.contextmanager
+def _model_parameters(overrides: dict[str, bool]) -> Iterator[None]:
+    """While a ``Llama`` loads in this block, its model parameters have ``overrides`` (its constructor takes no
+    argument for them: it starts from ``llama_model_default_params``)."""
+    import llama_cpp.llama_cpp as bindings
+
+    defaults = bindings.llama_model_default_params
+
+    def changed():
+        params = defaults()
+        for field, value in overrides.items():
+            setattr(params, field, value)
+        return params
+
+    with _loading:
+        bindings.llama_model_default_params = changed
+        try:
+            yield
+        finally:
+            bindings.llama_model_default_params = defaults
 
 
 def cpu_threads() -> int:
@@ -86,9 +119,10 @@ class LlamaCppVLM(VLM):
         handler = (MTMDChatHandler(clip_model_path=str(mmproj), verbose=False, use_gpu=False)
                    if mmproj and vision is None else None)
         try:
-            self.llama = Llama(model_path=str(text_gguf), chat_handler=handler, n_ctx=context_tokens,
-                               n_threads=threads or cpu_threads(), n_gpu_layers=0, flash_attn=flash_attn,
-                               verbose=False)
+            with _model_parameters(model_overrides()):
+                self.llama = Llama(model_path=str(text_gguf), chat_handler=handler, n_ctx=context_tokens,
+                                   n_threads=threads or cpu_threads(), n_gpu_layers=0, flash_attn=flash_attn,
+                                   verbose=False)
         except (ValueError, RuntimeError) as error:
             raise ModelUnavailable(f"llama.cpp could not load {text_gguf}: {error}.",
                                    hint="Check the GGUF file, or set MMSUPPORT_RUNTIME=transformers.") from None

@@ -87,6 +87,21 @@ def test_bf16_weights_and_flash_attention_where_the_build_has_avx512_bf16_kernel
     assert build_tuning(avx2.replace("AVX2 = 1", "AVX2 = 1 | AVX512 = 1 | AVX512_BF16 = 1")) == ("bf16", True)
 
 
+def test_a_build_with_amx_int8_kernels_loads_weights_off_them_and_still_answers(gguf_vlm, monkeypatch):
+    import llama_cpp
+
+    import mmsupport.llamacpp as llamacpp
+
+    amx = llamacpp.build_features() + " AMX_INT8 = 1 |"  # as a build for an AMX CPU lists its kernels
+    monkeypatch.setattr(llamacpp, "build_features", lambda: amx)
+    vlm = llamacpp.LlamaCppVLM(gguf_vlm.llama.model_path, None, context_tokens=512)
+    assert vlm.llama.model_params.use_extra_bufts is False
+    vlm.generate([{"role": "user", "content": "Is this jacket waterproof?"}], max_new_tokens=4)
+    assert vlm.last_stats["decode_tokens"] >= 1
+    assert llama_cpp.llama_model_default_params().use_extra_bufts  # only that load was changed
+    assert gguf_vlm.llama.model_params.use_extra_bufts  # the build without them keeps its repacked weights
+
+
 def test_streams_an_answer_about_a_photo_and_measures_it(gguf_vlm):
     message = {"role": "user", "content": [{"type": "image", "image": Image.open(PHOTO)},
                                            {"type": "text", "text": "What is this?"}]}
