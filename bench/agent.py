@@ -152,8 +152,9 @@ def photo_turns(rounds: int) -> dict:
     """A photo + question turn end to end on SmolVLM-256M's architecture (random weights, ``build_random_smolvlm``):
     describe the photo, search the sample catalog, answer in :data:`PHOTO_TURN_TOKENS` tokens, with transformers
     int8-dynamic (today's CPU default) and llama.cpp as the app loads it (``MMSUPPORT_RUNTIME=llamacpp``: bf16 or q8_0
-    by build), timed interleaved, a new photo each round so no description is cached. Also the answer's time to first
-    token (its prompt's prefill: system prompt, retrieved items, description and question)."""
+    by build, flash attention and the vision encoder's precision as timed on this CPU), timed interleaved, a new
+    photo each round so no description is cached. Also the answer's time to first token (its prompt's prefill:
+    system prompt, retrieved items, description and question)."""
     from vlm import build_random_smolvlm
 
     from mmsupport.llamacpp import build_tuning, load_llamacpp
@@ -170,8 +171,11 @@ def photo_turns(rounds: int) -> dict:
         catalog = ensure_sample_catalog(settings)
         torch_vlm = TransformersVLM(str(model), quantization="int8-dynamic", max_new_tokens=PHOTO_TURN_TOKENS)
         torch_vlm.model.generation_config.min_new_tokens = PHOTO_TURN_TOKENS  # random weights stop at random
+        llama_vlm = load_llamacpp(settings)
+        chosen = {"flash_attn": bool(llama_vlm.llama.context_params.flash_attn_type),
+                  "vision": llama_vlm.vision.precision}
         agents = {"transformers int8-dynamic": Agent(AlwaysDescribed(torch_vlm), catalog, settings),
-                  llamacpp: Agent(AlwaysDescribed(load_llamacpp(settings)), catalog, settings)}
+                  llamacpp: Agent(AlwaysDescribed(llama_vlm), catalog, settings)}
         for agent in agents.values():  # warm up: kernels, the catalog's embedder, llama.cpp's mapped weights, and
             for question in ("Do you sell running shoes?", "Where is my parcel?"):  # what every answer begins with
                 agent.run_turn(question)
@@ -192,6 +196,7 @@ def photo_turns(rounds: int) -> dict:
             "answer_tokens": PHOTO_TURN_TOKENS, "median_total_s": {k: round(v, 3) for k, v in medians.items()},
             "median_answer_ttft_s": {k: round(v, 3) for k, v in answer_ttft.items()},
             "llamacpp_over_int8": round(ratio, 3), "bar": PHOTO_TURN_BAR, "meets_bar": ratio <= PHOTO_TURN_BAR,
+            "llamacpp_chosen_here": chosen,
             "turns": rows, "load_average_1m_at_end": round(os.getloadavg()[0], 1),
             "note": "one vision pass per photo turn (the answer reads the description); shared 2-core CPU, the two "
                     "runtimes timed interleaved turn by turn"}

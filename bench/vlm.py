@@ -181,21 +181,24 @@ class LlamaSetting:
     """A llama.cpp setting of the interleaved run: :func:`build_random_smolvlm`'s weights as GGUF (text ``text_type``
     + mmproj f16), through :class:`mmsupport.llamacpp.LlamaCppVLM` for the image prompt and llama.cpp's own
     ``eval`` for decode steps (one token each, as the transformers settings step), flash attention as the app chooses
-    it for the build (:func:`mmsupport.llamacpp.build_tuning`). Images go through the model's
-    PyTorch vision encoder (int8-dynamic, as the app runs it) when ``folder`` is given, else llama.cpp's mmproj."""
+    it on this CPU (:func:`mmsupport.llamacpp.flash_attention`). Images go through the model's
+    PyTorch vision encoder (in the precision the app chooses for this CPU) when ``folder`` is given, else llama.cpp's
+    mmproj."""
 
     def __init__(self, name: str, text_gguf: Path, mmproj: Path, folder: Path | None, threads: int | None):
         import numpy as np
         from llama_cpp import Llama
 
         from mmsupport.images import load_image
-        from mmsupport.llamacpp import LlamaCppVLM, build_tuning
-        from mmsupport.llamacpp_vision import TorchVision
+        from mmsupport.llamacpp import LlamaCppVLM, flash_attention
+        from mmsupport.llamacpp_vision import fastest_vision
 
         self.name, self.text_gguf = name, text_gguf
-        vision = TorchVision(folder) if folder else None
+        vision = fastest_vision(folder, image_max_side=512, cache_dir=folder.parent / "cache") if folder else None
+        self.vision_precision = vision.precision if vision else "mmproj f16"
+        self.flash_attn = flash_attention(text_gguf, text_gguf.parent)
         self.vlm = LlamaCppVLM(text_gguf, mmproj, vision=vision, context_tokens=1024, threads=threads,
-                               flash_attn=build_tuning()[1])
+                               flash_attn=self.flash_attn)
         # ~300 text tokens around one 512 px image, like the transformers prompt
         words = " ".join(sample_corpus())[:6000]
         ids = self.vlm.llama.tokenize(words.encode(), add_bos=False)[:PROMPT_TOKENS]
@@ -318,6 +321,8 @@ def measure(settings: list[str], new_tokens: int, rounds: int = 2, gguf: dict | 
         rows[setting] = {"setting": setting, "model_rss_mb": round((process.memory_info().rss - before) / 2**20),
                          "weight_bytes_per_token": round(_decoder_weights(models["fp32"])
                                                          * BYTES_PER_WEIGHT[weight_type(setting)])}
+        if isinstance(models[setting], LlamaSetting):
+            rows[setting].update(vision=models[setting].vision_precision, flash_attn=models[setting].flash_attn)
     torch_settings = [s for s in settings if s not in gguf]
     ttft, prefill = {s: [] for s in settings}, {}
     with torch.inference_mode():

@@ -12,6 +12,7 @@ falls back to transformers with the reason in the log and :attr:`~mmsupport.vlm.
 from __future__ import annotations
 
 import contextlib
+import functools
 import json
 import logging
 import os
@@ -28,7 +29,7 @@ from mmsupport.errors import InvalidInput, ModelUnavailable
 from mmsupport.gguf import convert, llama_cpp_version
 from mmsupport.host import cpu_signature
 from mmsupport.images import load_image, to_data_url
-from mmsupport.llamacpp_vision import PrefixCache, TorchVision, eval_with_embeddings
+from mmsupport.llamacpp_vision import PrefixCache, TorchVision, eval_with_embeddings, fastest_vision
 from mmsupport.messages import Message, image_source, is_image
 from mmsupport.messages import parts as content_parts
 from mmsupport.vlm import VLM, hub_reachable
@@ -38,6 +39,8 @@ logger = logging.getLogger(__name__)
 #: Seconds the probe subprocess may take (model load + one image + a few tokens) before it counts as failed.
 PROBE_TIMEOUT_S = 300
 PROBE_TOKENS = 16
+#: The flash attention probe: a prompt of this many tokens, then this many decode steps, each way.
+FLASH_PROBE_PROMPT, FLASH_PROBE_STEPS = 512, 32
 _loading = threading.Lock()
 
 
@@ -60,8 +63,9 @@ def build_tuning(features: str | None = None) -> tuple[str, bool]:
 def model_overrides(features: str | None = None) -> dict[str, bool]:
     """Fields of llama.cpp's model parameters to change from their defaults for the build (``features``, default
     :func:`build_features`). A build for an AMX CPU routes q8_0 and other quantized weights to its AMX int8 kernels,
-    which in llama.cpp 0.3.36 crash at the first matrix product (SIGSEGV loading a garbled tile configuration on one
-    host, SIGILL on another), so there the weights stay off the extra buffer types those kernels sit behind."""
+    which in llama-cpp-python 0.3.36 crash at the first matrix product: the compiler drops the stores that fill the
+    tile configuration on the stack, so ``ldtilecfg`` loads garbage (SIGSEGV, ggml-org/llama.cpp#20824; another VM
+    gave SIGILL). There the weights stay off the extra buffer types those kernels sit behind."""
     features = build_features() if features is None else features
     return {"use_extra_bufts": False} if "AMX_INT8 = 1" in features else {}
 
@@ -86,6 +90,42 @@ def _model_parameters(overrides: dict[str, bool]) -> Iterator[None]:
             yield
         finally:
             bindings.llama_model_default_params = defaults
+
+
+def flash_attention(text_gguf: str | Path, cache_dir: str | Path) -> bool:
+    """Whether llama.cpp runs ``text_gguf`` faster with flash attention on this CPU and build: off and on timed over
+    :data:`FLASH_PROBE_PROMPT` prompt tokens and :data:`FLASH_PROBE_STEPS` decode steps (an answer's shape), once
+    per CPU, build and model (:func:`mmsupport.host.fastest`), the build's usual choice (:func:`build_tuning`) kept
+    unless the other is clearly faster. With the same AVX2 kernels it slowed one host's decode by a third and took a
+    fifth off another's photo turn (README "Models")."""
+    from llama_cpp import Llama
+
+    from mmsupport.host import fastest
+
+    loaded = {}
+
+    def answer(on: bool) -> None:
+        if on not in loaded:
+            with _model_parameters(model_overrides()):
+                loaded[on] = Llama(model_path=str(text_gguf), n_ctx=2 * FLASH_PROBE_PROMPT, n_threads=cpu_threads(),
+                                   n_gpu_layers=0, flash_attn=on, verbose=False)
+        llama = loaded[on]
+        llama.reset()
+        llama.eval([i % llama.n_vocab() for i in range(1000, 1000 + FLASH_PROBE_PROMPT)])
+        for _ in range(FLASH_PROBE_STEPS):
+            llama.eval([1000 % llama.n_vocab()])
+
+    usual = build_tuning()[1]
+    path = Path(text_gguf)
+    build = cpu_signature(llama_cpp_version(), build_features())
+    choice = f"llama.cpp flash attention for {path.parent.name}/{path.name}, build {build}"
+    try:
+        chosen = fastest(choice, {"on" if on else "off": functools.partial(answer, on) for on in (usual, not usual)},
+                         cache_dir)
+    finally:
+        for llama in loaded.values():
+            llama.close()
+    return chosen == "on"
 
 
 def cpu_threads() -> int:
@@ -253,17 +293,20 @@ def model_files(settings: Settings) -> tuple[Path, Path | None]:
 def load_llamacpp(settings: Settings, files: tuple[Path, Path | None] | None = None) -> LlamaCppVLM:
     """The settings' model on llama.cpp (``files`` from :func:`model_files` when not given). A transformers model's
     images go through its own vision encoder in PyTorch (:mod:`mmsupport.llamacpp_vision`) unless
-    ``settings.llamacpp_vision`` is ``mtmd`` (llama.cpp's projector)."""
-    from mmsupport.vlm import resolve_placement
-
+    ``settings.llamacpp_vision`` is ``mtmd`` (llama.cpp's projector); with ``quantization=auto`` in the precision
+    fastest on this CPU (:func:`~mmsupport.llamacpp_vision.fastest_vision`)."""
     files = files or model_files(settings)
     vision = None
     if settings.llamacpp_vision == "torch" and gguf_files(settings.model) is None:
-        quantization = resolve_placement("cpu", "auto", settings.quantization)[2]
-        vision = TorchVision(_folder(settings), quantization=quantization, image_max_side=settings.image_max_side)
+        folder, side = _folder(settings), settings.image_max_side
+        if settings.quantization == "auto":
+            vision = fastest_vision(folder, image_max_side=side, cache_dir=settings.cache_dir)
+        else:
+            precision = "int8-dynamic" if settings.quantization == "int8-dynamic" else "float32"
+            vision = TorchVision(folder, precision=precision, image_max_side=side)
     return LlamaCppVLM(*files, vision=vision, name=settings.model, max_new_tokens=settings.max_new_tokens,
                        image_max_side=settings.image_max_side, context_tokens=settings.context_tokens,
-                       flash_attn=build_tuning()[1])
+                       flash_attn=flash_attention(files[0], settings.cache_dir))
 
 
 # --------------------------------------------------------------------------------------------------------------------

@@ -64,7 +64,7 @@ def test_the_model_is_converted_once_into_the_cache_under_the_hash_of_its_weight
     from mmsupport.gguf import convert
     from mmsupport.llamacpp import build_tuning
 
-    text_type, flash_attn = build_tuning()
+    text_type = build_tuning()[0]
     folder = gguf_settings.cache_dir / "gguf" / weights_digest(gguf_settings.model)[:20]
     text, mmproj = folder / f"text-{text_type}.gguf", folder / "mmproj-f16.gguf"
     assert gguf_vlm.runtime == "llamacpp" and gguf_vlm.name == gguf_settings.model
@@ -75,7 +75,21 @@ def test_the_model_is_converted_once_into_the_cache_under_the_hash_of_its_weight
     assert (text.stat().st_mtime_ns, mmproj.stat().st_mtime_ns) == written  # not converted again
     metadata = gguf_vlm.llama.metadata
     assert metadata["general.architecture"] == "llama" and metadata["tokenizer.ggml.pre"] == "gpt-2"
-    assert bool(gguf_vlm.llama.context_params.flash_attn_type) == flash_attn
+    choices = json.loads((gguf_settings.cache_dir / "runtime-choices.json").read_text())
+    (flash,) = [verdict["chosen"] for choice, verdict in choices.items() if choice.startswith("llama.cpp flash")]
+    assert bool(gguf_vlm.llama.context_params.flash_attn_type) == (flash == "on")  # as timed on this CPU
+
+
+def test_flash_attention_is_timed_once_per_cpu_and_model_and_the_verdict_kept(gguf_vlm, tmp_path):
+    from mmsupport.llamacpp import flash_attention
+
+    text = gguf_vlm.llama.model_path
+    first = flash_attention(text, tmp_path)
+    record = tmp_path / "runtime-choices.json"
+    ((choice, verdict),) = json.loads(record.read_text()).items()
+    assert verdict["chosen"] == ("on" if first else "off") and set(verdict["seconds"]) == {"on", "off"}
+    record.write_text(json.dumps({choice: {**verdict, "chosen": "off" if first else "on"}}))
+    assert flash_attention(text, tmp_path) is not first  # read back, not timed again
 
 
 def test_bf16_weights_and_flash_attention_where_the_build_has_avx512_bf16_kernels():
@@ -140,7 +154,7 @@ def test_the_image_embeddings_land_where_transformers_puts_them(gguf_settings, t
     from mmsupport.vlm import TransformersVLM
 
     text, mmproj = convert(gguf_settings.model, gguf_settings, text_type=text_type)
-    vision = TorchVision(gguf_settings.model, quantization="none")
+    vision = TorchVision(gguf_settings.model, precision="float32")
     vlm = LlamaCppVLM(text, mmproj, vision=vision, context_tokens=1024, flash_attn=flash_attn)
     message = [{"role": "user", "content": [{"type": "text", "text": "Look:"}, {"type": "image", "image": PHOTO},
                                             {"type": "text", "text": "What colour is the sole?"}]}]
@@ -159,6 +173,26 @@ def test_the_image_embeddings_land_where_transformers_puts_them(gguf_settings, t
     eval_with_embeddings(vlm.llama, text_only, vision.image_token_id, None)
     blind = np.ctypeslib.as_array(vlm.llama._ctx.get_logits(), shape=(vlm.llama.n_vocab(),))
     assert np.abs(blind[:len(expected)] - expected).max() > 3 * error
+
+
+def test_the_vision_encoder_runs_in_the_precision_fastest_here_each_seeing_what_fp32_sees(gguf_settings, tmp_path):
+    import numpy as np
+
+    from mmsupport.llamacpp_vision import PRECISIONS, TorchVision, fastest_vision
+
+    chosen = fastest_vision(gguf_settings.model, image_max_side=512, cache_dir=tmp_path)
+    record = tmp_path / "runtime-choices.json"
+    ((choice, verdict),) = json.loads(record.read_text()).items()
+    assert chosen.precision == verdict["chosen"] and set(verdict["seconds"]) == set(PRECISIONS)
+    other = next(p for p in PRECISIONS if p != chosen.precision)
+    record.write_text(json.dumps({choice: {**verdict, "chosen": other}}))
+    assert fastest_vision(gguf_settings.model, image_max_side=512, cache_dir=tmp_path).precision == other  # kept
+    message = [{"role": "user", "content": [{"type": "image", "image": PHOTO}, {"type": "text", "text": "Hi"}]}]
+    exact = TorchVision(gguf_settings.model, precision="float32").prompt(message, None)[1]
+    for precision in PRECISIONS:
+        rows = TorchVision(gguf_settings.model, precision=precision).prompt(message, None)[1]
+        cosines = (rows * exact).sum(1) / (np.linalg.norm(rows, axis=1) * np.linalg.norm(exact, axis=1))
+        assert rows.dtype == np.float32 and cosines.min() > 0.99, (precision, cosines)
 
 
 def test_a_beginning_that_prompts_share_is_evaluated_once_and_changes_no_logit(gguf_settings, monkeypatch):
