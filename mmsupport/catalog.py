@@ -597,7 +597,7 @@ class Catalog:
                                  | set(self.attribute_columns()))
         image_vectors = self._image_vectors(changed, pictures, progress=progress)
         schema = _schema(attribute_names, vectors.shape[1], image_vectors.type.list_size if image_vectors else None)
-        derived = self._derived(changed, vectors.shape[1])
+        derived = self._derived(changed, vectors)
         if image_vectors is not None:
             derived["image_vector"] = image_vectors
         data = pa.table({**{name: [r.get(name) for r in changed] for name in schema.names if name not in derived
@@ -676,8 +676,10 @@ class Catalog:
         rows = self._table.search().where(missing).select(["id"]).limit(None).to_arrow()
         return old, set(rows.column("id").to_pylist())
 
-    def _derived(self, records: list[dict], dim: int) -> dict:
-        """The ingest-time columns of ``records``: ``family`` and the embedded ``sentences``, as arrow arrays."""
+    def _derived(self, records: list[dict], text_vectors) -> dict:
+        """The ingest-time columns of ``records`` (whose texts have ``text_vectors``): ``family`` and the embedded
+        ``sentences``, as arrow arrays. Each distinct sentence is embedded once, and one that is a whole text (a
+        single-sentence description) reuses that text's vector."""
         import numpy as np
         import pyarrow as pa
 
@@ -685,7 +687,12 @@ class Catalog:
                     for r in records]
         sentences = [split_sentences(r["text"], skip=r["title"]) for r in records]
         flat = [sentence for row in sentences for sentence in row]
-        vectors = self.embedder.embed(flat) if flat else np.empty((0, dim), dtype=np.float32)
+        known = dict(zip((r["text"] for r in records), text_vectors))
+        new = list(dict.fromkeys(sentence for sentence in flat if sentence not in known))
+        if new:
+            known.update(zip(new, self.embedder.embed(new)))
+        dim = text_vectors.shape[1]
+        vectors = np.array([known[sentence] for sentence in flat], dtype=np.float32).reshape(-1, dim)
         offsets = (np.cumsum([0, *map(len, sentences)]) * dim).astype(np.int32)
         return {"family": pa.array(families, pa.string()), "sentences": pa.array(sentences, pa.list_(pa.string())),
                 "sentence_vectors": pa.ListArray.from_arrays(pa.array(offsets), pa.array(vectors.reshape(-1)))}

@@ -54,6 +54,25 @@ def test_sentences_are_embedded_once_at_ingest_and_kept(catalog):
     assert hits[0]["id"] in {"j1", "j2"}
 
 
+def test_ingest_embeds_each_distinct_text_once_and_a_one_sentence_text_keeps_its_vector(tmp_path, monkeypatch):
+    long = "A packable down vest with a two-way zip, zipped hand pockets and a drawcord hem for cold mornings"
+    path = tmp_path / "vests.csv"
+    with open(path, "w", newline="", encoding="utf-8") as f:
+        csv.writer(f).writerows([["id", "description"], ["v1", long],  # no title: its first 80 characters
+                                 ["v2", "Merino vest. Machine wash cold."], ["v3", "Wool vest. Machine wash cold."]])
+    catalog = Catalog.open(load_settings(db_dir=tmp_path / "db", table="vests"), create=True)
+    embedded = []
+    embed = catalog.embedder.embed
+    monkeypatch.setattr(catalog.embedder, "embed", lambda texts, **kw: embedded.extend(texts) or embed(texts, **kw))
+    catalog.ingest_csv(path, progress=False)
+    assert sorted(embedded) == sorted({*embedded}) and embedded.count("Machine wash cold.") == 1
+    sentences, vectors = catalog.sentences("v1")
+    row = catalog.table.search().where("id = 'v1'").select(["vector"]).to_list()[0]["vector"]
+    assert sentences == [long] and np.array_equal(vectors[0], np.asarray(row, dtype=np.float32))
+    assert catalog.sentences("v3")[0] == ["Wool vest.", "Machine wash cold."]
+    assert np.array_equal(catalog.sentences("v2")[1][1], catalog.sentences("v3")[1][1])
+
+
 def test_a_table_without_the_derived_columns_gets_them_on_the_next_ingest(catalog):
     catalog.table.drop_columns(["family", "sentences", "sentence_vectors"])
     old = Catalog.open(catalog.settings)
