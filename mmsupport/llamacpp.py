@@ -41,6 +41,7 @@ PROBE_TIMEOUT_S = 300
 PROBE_TOKENS = 16
 #: The flash attention probe: a prompt of this many tokens, then this many decode steps, each way.
 FLASH_PROBE_PROMPT, FLASH_PROBE_STEPS = 512, 32
+#: Held while a model loads with changed parameters (:func:`_model_parameters` swaps a module-global function).
 _loading = threading.Lock()
 
 
