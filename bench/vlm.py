@@ -187,10 +187,9 @@ class LlamaSetting:
 
     def __init__(self, name: str, text_gguf: Path, mmproj: Path, folder: Path | None, threads: int | None):
         import numpy as np
-        from llama_cpp import Llama
 
         from mmsupport.images import load_image
-        from mmsupport.llamacpp import LlamaCppVLM, flash_attention
+        from mmsupport.llamacpp import LlamaCppVLM, flash_attention, new_llama
         from mmsupport.llamacpp_vision import fastest_vision
 
         self.name, self.text_gguf = name, text_gguf
@@ -206,7 +205,7 @@ class LlamaSetting:
         self.messages = [{"role": "user", "content": [
             {"type": "text", "text": text[:40]}, {"type": "image", "image": load_image(_photo_jpeg(), max_side=512)},
             {"type": "text", "text": text[40:]}]}]
-        self.threads, self.np, self.Llama = threads, np, Llama
+        self.threads, self.np, self.new_llama = threads, np, new_llama
 
     def ttft(self) -> float:
         """Seconds from the image prompt to the first token (the chat handler clears llama.cpp's prompt cache)."""
@@ -232,8 +231,7 @@ class LlamaSetting:
 
     def text_logits(self, ids: list[int], last: int):
         """Logits of the last ``last`` positions of the text-only prompt ``ids``, from a fresh context."""
-        llama = self.Llama(model_path=str(self.text_gguf), n_ctx=1024, logits_all=True, n_threads=self.threads,
-                           verbose=False)
+        llama = self.new_llama(self.text_gguf, n_ctx=1024, logits_all=True, n_threads=self.threads)
         llama.eval(ids)
         logits = self.np.array(llama.scores[len(ids) - last:len(ids)])
         llama.close()

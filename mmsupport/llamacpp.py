@@ -93,23 +93,28 @@ def _model_parameters(overrides: dict[str, bool]) -> Iterator[None]:
             bindings.llama_model_default_params = defaults
 
 
+def new_llama(text_gguf: str | Path, **options):
+    """llama-cpp-python's ``Llama`` for ``text_gguf`` on CPU, quiet, with the build's :func:`model_overrides`;
+    ``options`` are ``Llama``'s own (``n_ctx``, ``n_threads``, ``flash_attn``, ``chat_handler``, …)."""
+    from llama_cpp import Llama
+
+    with _model_parameters(model_overrides()):
+        return Llama(model_path=str(text_gguf), n_gpu_layers=0, verbose=False, **options)
+
+
 def flash_attention(text_gguf: str | Path, cache_dir: str | Path) -> bool:
     """Whether llama.cpp runs ``text_gguf`` faster with flash attention on this CPU and build: off and on timed over
     :data:`FLASH_PROBE_PROMPT` prompt tokens and :data:`FLASH_PROBE_STEPS` decode steps (an answer's shape), once
     per CPU, build and model (:func:`mmsupport.host.fastest`), the build's usual choice (:func:`build_tuning`) kept
     unless the other is clearly faster. With the same AVX2 kernels it slowed one host's decode by a third and took a
     fifth off another's photo turn (README "Models")."""
-    from llama_cpp import Llama
-
     from mmsupport.host import fastest
 
     loaded = {}
 
     def answer(on: bool) -> None:
         if on not in loaded:
-            with _model_parameters(model_overrides()):
-                loaded[on] = Llama(model_path=str(text_gguf), n_ctx=2 * FLASH_PROBE_PROMPT, n_threads=cpu_threads(),
-                                   n_gpu_layers=0, flash_attn=on, verbose=False)
+            loaded[on] = new_llama(text_gguf, n_ctx=2 * FLASH_PROBE_PROMPT, n_threads=cpu_threads(), flash_attn=on)
         llama = loaded[on]
         llama.reset()
         llama.eval([i % llama.n_vocab() for i in range(1000, 1000 + FLASH_PROBE_PROMPT)])
@@ -148,7 +153,6 @@ class LlamaCppVLM(VLM):
     def __init__(self, text_gguf: str | Path, mmproj: str | Path | None, *, vision: TorchVision | None = None,
                  name: str | None = None, max_new_tokens: int = 256, image_max_side: int = 512,
                  context_tokens: int = 4096, threads: int | None = None, flash_attn: bool = False):
-        from llama_cpp import Llama
         from llama_cpp.llama_chat_format import MTMDChatHandler
 
         self.name = name or str(text_gguf)
@@ -160,10 +164,8 @@ class LlamaCppVLM(VLM):
         handler = (MTMDChatHandler(clip_model_path=str(mmproj), verbose=False, use_gpu=False)
                    if mmproj and vision is None else None)
         try:
-            with _model_parameters(model_overrides()):
-                self.llama = Llama(model_path=str(text_gguf), chat_handler=handler, n_ctx=context_tokens,
-                                   n_threads=threads or cpu_threads(), n_gpu_layers=0, flash_attn=flash_attn,
-                                   verbose=False)
+            self.llama = new_llama(text_gguf, chat_handler=handler, n_ctx=context_tokens,
+                                   n_threads=threads or cpu_threads(), flash_attn=flash_attn)
         except (ValueError, RuntimeError) as error:
             raise ModelUnavailable(f"llama.cpp could not load {text_gguf}: {error}.",
                                    hint="Check the GGUF file, or set MMSUPPORT_RUNTIME=transformers.") from None
