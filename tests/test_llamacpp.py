@@ -92,13 +92,15 @@ def test_flash_attention_is_timed_once_per_cpu_and_model_and_the_verdict_kept(gg
     assert flash_attention(text, tmp_path) is not first  # read back, not timed again
 
 
-def test_bf16_weights_and_flash_attention_where_the_build_has_avx512_bf16_kernels():
+def test_bf16_weights_and_flash_attention_where_the_build_has_avx512_bf16_kernels_without_amx():
     from mmsupport.llamacpp import build_tuning
 
     avx2 = "CPU : SSE3 = 1 | AVX = 1 | AVX2 = 1 | F16C = 1 | FMA = 1 | LLAMAFILE = 1 | OPENMP = 1 | REPACK = 1 |"
     assert build_tuning(avx2) == ("q8_0", False)
     assert build_tuning(avx2.replace("AVX2 = 1", "AVX2 = 1 | AVX512 = 1 | AVX512_VNNI = 1")) == ("q8_0", False)
     assert build_tuning(avx2.replace("AVX2 = 1", "AVX2 = 1 | AVX512 = 1 | AVX512_BF16 = 1")) == ("bf16", True)
+    amx = avx2.replace("AVX2 = 1", "AVX2 = 1 | AVX512 = 1 | AVX512_BF16 = 1 | AMX_INT8 = 1")
+    assert build_tuning(amx) == ("q8_0", False)  # its bf16 decodes at half q8_0's speed
 
 
 def test_a_build_with_amx_int8_kernels_loads_weights_off_them_and_still_answers(gguf_vlm, monkeypatch):
