@@ -52,6 +52,12 @@ def build_features() -> str:
     return llama_cpp.llama_print_system_info().decode().strip()
 
 
+def kernels_signature() -> str:
+    """Which kernels run here, for verdicts cached per host: the CPU's signature with llama.cpp's version and the
+    kernels of its build (a portable and a native build on one CPU differ)."""
+    return cpu_signature(llama_cpp_version(), build_features())
+
+
 def build_tuning(features: str | None = None) -> tuple[str, bool]:
     """``(the text weights' GGUF type, flash attention's usual setting)`` for the kernels of the llama.cpp build
     (``features``, default :func:`build_features`; :func:`flash_attention` times the other setting too). Where it runs
@@ -126,8 +132,7 @@ def flash_attention(text_gguf: str | Path, cache_dir: str | Path) -> bool:
 
     usual = build_tuning()[1]
     path = Path(text_gguf)
-    build = cpu_signature(llama_cpp_version(), build_features())
-    choice = f"llama.cpp flash attention for {path.parent.name}/{path.name}, build {build}"
+    choice = f"llama.cpp flash attention for {path.parent.name}/{path.name}, build {kernels_signature()}"
     try:
         chosen = fastest(choice, {"on" if on else "off": functools.partial(answer, on) for on in (usual, not usual)},
                          cache_dir)
@@ -341,7 +346,7 @@ def choose_runtime(settings: Settings, device: str) -> tuple[VLM | None, str]:
     if device != "cpu":
         return None, f"transformers on {device}"
     try:
-        signature = cpu_signature(llama_cpp_version(), build_features())  # which kernels run: the CPU and the build
+        signature = kernels_signature()
         record = Path(settings.cache_dir) / "runtime-probe.json"
         verdicts = json.loads(record.read_text()) if record.is_file() else {}
         verdict = verdicts.get(signature)
