@@ -794,8 +794,9 @@ class CatalogView:
     exact: ExactIndex | None
     checked: float
     #: On a table with an ANN index: its vectors as float16, loading in the background (2-3 s at 100k rows),
-    #: searched exactly in memory once loaded (:func:`mmsupport.retrieval.load_vectors`); ``None`` on other tables
-    #: and past :data:`~mmsupport.retrieval.SEARCH_IN_MEMORY_MB`.
+    #: searched exactly in memory once loaded, or past :data:`~mmsupport.retrieval.SEARCH_IN_MEMORY_MB` an 8-bit
+    #: copy that ranks the ANN index's candidates (:func:`mmsupport.retrieval.load_vectors`); ``None`` on other
+    #: tables and past :data:`~mmsupport.retrieval.RANK_IN_MEMORY_MB`.
     vectors: Future | None = None
     #: What helpers read once per version (distinct values, sentences of a row).
     cache: dict = field(default_factory=dict)

@@ -66,21 +66,29 @@ def quantize_int8(source: Path, path: Path) -> None:
                          extra_options={"DefaultTensorType": 1})  # float: fused operators have no type inference
 
 
-def session(path: Path, *, spin: bool = False):
-    """An ONNX Runtime CPU session of the graph ``path``, on as many threads as PyTorch uses
+def session(path: Path | bytes, *, spin: bool = False, initializers: dict | None = None):
+    """An ONNX Runtime CPU session of the graph ``path`` (or its bytes), on as many threads as PyTorch uses
     (``torch.set_num_threads`` sets both). Its threads sleep when idle, leaving the cores to LanceDB and the model,
     unless ``spin``: then they busy-wait between a call's operators, which a large graph needs to use two cores, and
-    stop when the call returns instead of taking a core from what follows (LanceDB, the next photo's resize)."""
+    stop when the call returns instead of taking a core from what follows (LanceDB, the next photo's resize).
+    ``initializers`` (name -> numpy array) replace the graph's weights of those names and are read in place, not
+    copied."""
     import onnxruntime
     import torch
 
     options = onnxruntime.SessionOptions()
+    values = {name: onnxruntime.OrtValue.ortvalue_from_numpy(array) for name, array in (initializers or {}).items()}
+    for name, value in values.items():
+        options.add_initializer(name, value)
     options.intra_op_num_threads = torch.get_num_threads()
     options.log_severity_level = 3
     options.add_session_config_entry("session.intra_op.allow_spinning", "1" if spin else "0")
     options.add_session_config_entry("session.force_spinning_stop", "1")
-    return onnxruntime.InferenceSession(str(path), options, providers=["CPUExecutionProvider"],
-                                        disabled_optimizers=["SkipLayerNormFusion"])  # see _split_skip_layer_norms
+    graph = path if isinstance(path, bytes) else str(path)
+    runner = onnxruntime.InferenceSession(graph, options, providers=["CPUExecutionProvider"],
+                                          disabled_optimizers=["SkipLayerNormFusion"])  # see _split_skip_layer_norms
+    runner.initializers = values  # the session reads their memory: they must live as long
+    return runner
 
 
 class QuantizedRows:
@@ -100,9 +108,8 @@ class QuantizedRows:
         scales = np.empty(count, dtype=np.float32)
         quantized = np.empty((width, count), dtype=np.uint8)  # the graph's weight is width x rows
         for start in range(0, count, block):  # a block at a time: no float32 copy of all the rows
-            part = rows[start:start + block].astype(np.float32)
-            scales[start:start + block] = np.maximum(np.abs(part).max(axis=1), 1e-12) / 127
-            quantized[:, start:start + block] = (np.rint(part / scales[start:start + block, None]) + 128).T
+            codes, scales[start:start + block] = quantize_rows(rows[start:start + block])
+            quantized[:, start:start + block] = codes.T
         product = helper.make_node("DynamicQuantizeMatMul", ["query", "rows", "scales", "zero_points"], ["scores"],
                                    domain="com.microsoft")
         graph = helper.make_graph(
@@ -119,6 +126,52 @@ class QuantizedRows:
     def __call__(self, query):
         """The scores of the rows for ``query`` (shape ``(width,)``, float32), as float32."""
         return self._session.run(None, {"query": query.reshape(1, -1)})[0][0]
+
+
+class QuantizedSubsets:
+    """``rows[positions] @ query`` for one float32 query and any of the rows, from an 8-bit copy of ``rows`` (the
+    ``codes`` and ``scales`` of :func:`quantize_rows`, row by row), which ONNX Runtime reads in place: a ``Gather``
+    of the rows asked for, then an integer product with the query quantized per call (``MatMulInteger``), off by
+    about 3e-3 on MiniLM vectors as :class:`QuantizedRows` is, and for the same reason with unsigned bytes on both
+    sides. For tables too large for a product over every row at each query: it ranks the candidates of an ANN
+    index and the rows having a query's attributes."""
+
+    def __init__(self, codes, scales):
+        import numpy as np
+        from onnx import TensorProto, helper, numpy_helper
+
+        width = codes.shape[1]
+        self.scales = scales
+        gather = helper.make_node("Gather", ["rows", "positions"], ["chosen"], axis=0)
+        product = helper.make_node("MatMulInteger", ["chosen", "query", "zero_point", "zero_point"], ["scores"])
+        graph = helper.make_graph(
+            [gather, product], "quantized_subsets",
+            [helper.make_tensor_value_info("positions", TensorProto.INT64, ["count"]),
+             helper.make_tensor_value_info("query", TensorProto.UINT8, [width, 1])],
+            [helper.make_tensor_value_info("scores", TensorProto.INT32, ["count", 1])],
+            initializer=[numpy_helper.from_array(codes[:1], "rows"),  # a stand-in: the session reads ``codes``
+                         numpy_helper.from_array(np.array(128, dtype=np.uint8), "zero_point")])
+        model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+        self._session = session(model.SerializeToString(), initializers={"rows": codes})
+
+    def __call__(self, query, positions):
+        """The scores of the rows at ``positions`` (int64) for ``query`` (shape ``(width,)``, float32), as
+        float32."""
+        import numpy as np
+
+        scale = max(float(np.abs(query).max()), 1e-12) / 127
+        quantized = (np.rint(query / scale) + 128).astype(np.uint8).reshape(-1, 1)
+        scores = self._session.run(None, {"positions": positions, "query": quantized})[0][:, 0]
+        return scores * (self.scales[positions] * scale)
+
+
+def quantize_rows(rows):
+    """An 8-bit copy of ``rows`` (float): unsigned bytes around 128, one scale per row, as ``(codes, scales)``."""
+    import numpy as np
+
+    part = rows.astype(np.float32)
+    scales = np.maximum(np.abs(part).max(axis=1), 1e-12) / 127
+    return (np.rint(part / scales[:, None]) + 128).astype(np.uint8), scales.astype(np.float32)
 
 
 @contextmanager

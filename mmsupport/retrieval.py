@@ -11,8 +11,8 @@ the query boost and filter the rows (:mod:`mmsupport.attributes`, the rule is th
 Speed: a search reads one :class:`~mmsupport.catalog.CatalogView` of the table throughout, through its ``lance``
 dataset, which is about twice as fast per call as the ``lancedb`` query API; the full-text side runs in a worker
 thread while the query is embedded; tables whose vectors are in memory are searched exactly there
-(:class:`ExactIndex`); candidates carry only ids, row offsets and scores, and the full rows of the final ``k`` are
-read once at the end.
+(:class:`ExactIndex`), and on the largest tables the ANN index's candidates are ranked there; candidates carry
+only ids, row offsets and scores, and the full rows of the final ``k`` are read once at the end.
 """
 
 from __future__ import annotations
@@ -46,10 +46,22 @@ REFINE_FACTOR = 5
 #: its candidates 4.9 ms there) and the 8-bit one 1.6-1.9 ms on two AVX2 cores; the float16 product and the ANN
 #: query cost the same near 200k rows on both hosts (the AVX2 host's memory is about half as fast).
 SEARCH_IN_MEMORY_MB = 128
+#: Past :data:`SEARCH_IN_MEMORY_MB`, the most memory an indexed table's 8-bit copy of its vectors may take (about
+#: 2.7M rows of 384 dimensions) to be kept in memory for ranking: a product over a million rows would take longer
+#: than a whole search should (about 16 ms on two cores), so the ANN index picks ``RANK_FACTOR`` times the rows
+#: wanted, without its refine step (which reads their vectors from disk), and these rows are ranked from memory.
+RANK_IN_MEMORY_MB = 1024
+#: At 1M rows (bench/retrieval.py) the true ten nearest are among the index's 250 best for 96.9% of queries and
+#: 500 for 99.4%; ranked from the 8-bit copy, recall@10 is 0.953 with 250 and 0.965 with 400, for 0.7 ms more.
+RANK_FACTOR = 8
+#: On such a table, the rows having every attribute a query names are ranked from memory when there are at most
+#: this many; more of them are common enough for the ANN index's candidates to hold the nearest ones.
+ATTRIBUTE_ROWS_RANKED = 20_000
 #: The most memory the item columns (:attr:`CatalogView.columns <mmsupport.catalog.CatalogView.columns>`) of a table
-#: searched in memory may take to be kept there too (26 MB at 100k rows of the bench's synthetic catalog). From
-#: memory the ten rows of a result take 0.15 ms; LanceDB's ``take`` reads them in about 3 ms, a column at a time.
-ROWS_IN_MEMORY_MB = 64
+#: searched in memory may take to be kept there too (26 MB at 100k rows of the bench's synthetic catalog, 260 MB at
+#: 1M). From memory the ten rows of a result take 0.15 ms; LanceDB's ``take`` reads them in 3-4 ms, a column at a
+#: time, which at 1M rows is a third of a search.
+ROWS_IN_MEMORY_MB = 512
 
 #: A photo's hits are fused with the text side by weighted reciprocal rank fusion of each side's top ``k``: a row
 #: scores ``1 / (IMAGE_RRF_K + text rank) + IMAGE_WEIGHT / (IMAGE_RRF_K + image rank)``, counting only the lists it
@@ -76,7 +88,9 @@ class ExactIndex:
     length (the catalog normalises them), so cosine is a dot product. ``dtype`` ``float16`` halves the memory (73 MB
     at 100k rows of 384 dimensions) on tables with an ANN index; their products run on an 8-bit copy (37 MB more,
     :class:`~mmsupport.onnx_models.QuantizedRows`), 1.6-1.9 ms at 100k rows on two AVX2 cores against 3.8 for the
-    float16 product, and the best rows are scored again from the float16 vectors, exact to about 1e-3.
+    float16 product, and the best rows are scored again from the float16 vectors, exact to about 1e-3. ``dtype``
+    ``uint8`` keeps only an 8-bit copy, for the largest tables (:data:`RANK_IN_MEMORY_MB`): it ranks given rows
+    (``among``), and a product over all of them is not what it is for (:attr:`ranks_all_rows`).
 
     With ``columns`` the index also keeps those columns of its rows, for :meth:`rows`, unless they take more than
     :data:`ROWS_IN_MEMORY_MB`."""
@@ -84,7 +98,9 @@ class ExactIndex:
     def __init__(self, dataset, column: str = "vector", dtype=np.float32, columns: list[str] | None = None):
         import pyarrow as pa
 
-        ids, offsets, blocks, kept, kept_bytes = [], [], [], [], 0
+        from mmsupport.onnx_models import QuantizedRows, QuantizedSubsets, quantize_rows
+
+        ids, offsets, blocks, scales, kept, kept_bytes = [], [], [], [], [], 0
         extra = [name for name in columns or [] if name not in ("id", column)]
         for batch in dataset.to_batches(columns=["id", column, "_rowoffset", *extra],
                                         filter=f"{column} IS NOT NULL",
@@ -92,7 +108,11 @@ class ExactIndex:
             vectors = batch.column(column)
             ids.append(batch.column("id"))
             offsets.append(batch.column("_rowoffset").to_numpy())
-            blocks.append(vectors.flatten().to_numpy().reshape(len(vectors), vectors.type.list_size).astype(dtype))
+            block = vectors.flatten().to_numpy().reshape(len(vectors), vectors.type.list_size)
+            if dtype == np.uint8:
+                block, block_scales = quantize_rows(block)
+                scales.append(block_scales)
+            blocks.append(block.astype(dtype, copy=False))
             if columns and kept is not None:
                 kept.append(batch.select(columns))
                 kept_bytes += kept[-1].nbytes
@@ -104,12 +124,16 @@ class ExactIndex:
         #: ``columns`` of the rows, in matrix order (one chunk: taking from many is twenty times slower), or None
         self.kept = pa.Table.from_batches(kept).combine_chunks() if columns and kept else None
         self.offsets = np.concatenate(offsets) if offsets else np.empty(0, dtype=np.int64)
+        # every row has a vector (the offsets are 0, 1, 2, ...): a row's offset is its position in the matrix
+        self._every_row = not len(self.offsets) or self.offsets[-1] == len(self.offsets) - 1
         self.matrix = np.concatenate(blocks) if blocks else np.empty((0, width), dtype=dtype)
-        self._bytes = self._last_scores = None
+        self._bytes = self._last_scores = self._subsets = None
         if self.matrix.dtype == np.float16 and len(self.matrix):
-            from mmsupport.onnx_models import QuantizedRows
-
             self._bytes = QuantizedRows(self.matrix)
+        if self.matrix.dtype == np.uint8 and len(self.matrix):
+            self._subsets = QuantizedSubsets(self.matrix, np.concatenate(scales))
+        #: Whether a product over every row is quick enough for a search (all but the 8-bit copy).
+        self.ranks_all_rows = self.matrix.dtype != np.uint8
 
     def nearest(self, query_vector: np.ndarray, k: int, among: np.ndarray | None = None) -> list[dict]:
         """The ``k`` closest rows (of the row offsets ``among`` when given), best first, as ``{"id", "_rowoffset",
@@ -148,6 +172,8 @@ class ExactIndex:
 
     def _positions(self, offsets: np.ndarray) -> np.ndarray:
         """Matrix positions of the rows at ``offsets`` that have a vector (the others are not in the matrix)."""
+        if self._every_row:
+            return offsets
         found = np.searchsorted(self.offsets, offsets).clip(max=len(self.offsets) - 1)
         return found[self.offsets[found] == offsets]
 
@@ -158,6 +184,9 @@ class ExactIndex:
         Without it a float16 matrix is read for a few rows only (the best of a rounded product, hybrid's full-text
         rows), in numpy's own loops: PyTorch's threads would keep spinning after so small a product and slow the
         next query's embedding by over a millisecond."""
+        if self._subsets is not None:
+            return self._subsets(query_vector.astype(np.float32),
+                                 np.arange(len(self.ids)) if positions is None else positions.astype(np.int64))
         if rounded and self._bytes is not None:
             key, last = query_vector.tobytes(), self._last_scores  # a search naming attributes asks twice
             scores = last[1] if last and last[0] == key else self._bytes(query_vector.astype(np.float32))
@@ -176,17 +205,22 @@ class ExactIndex:
 def load_vectors(dataset, columns: list[str]) -> Future | None:
     """The vectors of ``dataset`` (a table with an ANN index) as a float16 :class:`ExactIndex` keeping ``columns``
     of its rows, loading in a background thread (one load at a time; a daemon, so a CLI search does not wait for it
-    at exit); searches without a ``where`` filter are exact in memory once it is there. ``None`` when the vectors
-    would take more than :data:`SEARCH_IN_MEMORY_MB`."""
-    size = dataset.count_rows() * dataset.schema.field("vector").type.list_size * np.dtype(np.float16).itemsize
-    if size > SEARCH_IN_MEMORY_MB * 2**20:
+    at exit); searches without a ``where`` filter are exact in memory once it is there. Past
+    :data:`SEARCH_IN_MEMORY_MB` the index holds an 8-bit copy instead, which ranks the ANN index's candidates;
+    ``None`` past :data:`RANK_IN_MEMORY_MB`."""
+    values = dataset.count_rows() * dataset.schema.field("vector").type.list_size
+    if values * np.dtype(np.float16).itemsize <= SEARCH_IN_MEMORY_MB * 2**20:
+        dtype = np.float16
+    elif values <= RANK_IN_MEMORY_MB * 2**20:
+        dtype = np.uint8
+    else:
         return None
     future = Future()
 
     def load():
         try:
             with _loading:
-                future.set_result(ExactIndex(dataset, dtype=np.float16, columns=columns))
+                future.set_result(ExactIndex(dataset, dtype=dtype, columns=columns))
         except Exception as error:  # noqa: BLE001 - searches rank through LanceDB's refine step instead
             logger.warning("The table's vectors could not be loaded into memory; searches rank with LanceDB's "
                            "refine step instead: %s", error)
@@ -286,7 +320,13 @@ def _search_boosted(catalog, view, query: str, mode: str, k: int, where: str | N
     if mode != "fts":
         in_memory = view.in_memory(where)
         if in_memory is not None:
-            pool = in_memory.nearest(query_vector, n, among=named.matching(wanted))
+            having = named.having(wanted)
+            if in_memory.ranks_all_rows or np.count_nonzero(having) <= ATTRIBUTE_ROWS_RANKED:
+                among = np.flatnonzero(having)
+            else:
+                among = _candidates(view, query_vector, n)
+                among = among[having[among]]
+            pool = in_memory.nearest(query_vector, n, among=among)
         else:
             pool = _nearest(view, query_vector, n, " AND ".join(
                 f"({part})" for part in (where, named.sql(wanted)) if part), ["id"])
@@ -337,18 +377,36 @@ def _full_text(dataset, query: str, n: int, where: str | None, with_vectors: boo
 
 def _nearest(view, query_vector: np.ndarray, k: int, where: str | None, columns: list[str]) -> list[dict]:
     """The ``k`` rows closest to the query, best first, with ``_rowoffset`` and ``_cosine``. Without ``where``: ids
-    only, exact in memory on tables whose vectors are there (all but the largest, see :data:`SEARCH_IN_MEMORY_MB`).
-    Otherwise ``columns`` from LanceDB: a prefiltered scan, or the ANN index's search."""
+    only, from memory on tables whose vectors are there: exact, or the ANN index's candidates ranked there on the
+    largest tables (see :data:`RANK_IN_MEMORY_MB`). Otherwise ``columns`` from LanceDB: a prefiltered scan, or the
+    ANN index's search with its refine step."""
     in_memory = view.in_memory(where)
-    if in_memory is not None:
+    if in_memory is not None and in_memory.ranks_all_rows:
         return in_memory.nearest(query_vector, k)
+    if in_memory is not None:
+        return in_memory.nearest(query_vector, k, among=_candidates(view, query_vector, k))
     nearest = {"column": "vector", "q": query_vector, "k": k, "metric": "cosine", "nprobes": NPROBES,
                "refine_factor": REFINE_FACTOR}  # (no index: an exact scan, nprobes and refine ignored)
-    rows = view.dataset.to_table(columns=[*columns, "_rowoffset"], nearest=nearest, filter=where,
+    rows = view.dataset.to_table(columns=[*columns, "_rowoffset", "_distance"], nearest=nearest, filter=where,
                                  prefilter=True).to_pylist()
     for row in rows:
         row["_cosine"] = 1.0 - row.pop("_distance")
     return rows
+
+
+def _candidates(view, query_vector: np.ndarray, k: int) -> np.ndarray:
+    """Row offsets of the ``RANK_FACTOR * max(k, CANDIDATES)`` rows the ANN index finds closest to the query,
+    without its refine step; the last query's are kept on the view, since a search naming attributes asks again."""
+    count = RANK_FACTOR * max(k, CANDIDATES)
+    key = (query_vector.tobytes(), count)
+    last = view.cache.get("candidates")
+    if last and last[0] == key:
+        return last[1]
+    nearest = {"column": "vector", "q": query_vector, "k": count, "metric": "cosine", "nprobes": NPROBES}
+    found = view.dataset.to_table(columns=["_rowoffset", "_distance"], nearest=nearest)
+    offsets = found.column("_rowoffset").to_numpy()
+    view.cache["candidates"] = (key, offsets)
+    return offsets
 
 
 def _complete(view, rows: list[dict]) -> list[dict]:
@@ -434,7 +492,7 @@ def _nearest_pictures(catalog, vector: np.ndarray, k: int, where: str | None) ->
         return view.cache["image exact"].nearest(vector, k)
     nearest = {"column": "image_vector", "q": vector, "k": k, "metric": "cosine"}
     condition = "image_vector IS NOT NULL" + (f" AND ({where})" if where else "")
-    rows = view.dataset.to_table(columns=["id", "_rowoffset"], nearest=nearest, filter=condition,
+    rows = view.dataset.to_table(columns=["id", "_rowoffset", "_distance"], nearest=nearest, filter=condition,
                                  prefilter=True).to_pylist()
     for row in rows:
         row["_cosine"] = 1.0 - row.pop("_distance")

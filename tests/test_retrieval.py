@@ -219,6 +219,21 @@ def test_the_8_bit_product_is_within_its_stated_error_of_float32():
         assert errors.max() < 1e-2, errors.max()  # 5e-3 here: the outliers widen every row's scale
 
 
+def test_the_8_bit_product_of_chosen_rows_is_within_its_stated_error_of_float32():
+    from mmsupport.onnx_models import QuantizedSubsets, quantize_rows
+
+    rng = np.random.default_rng(2)
+    rows = rng.standard_normal((20_000, 384)).astype(np.float32)
+    rows[:, 10:12] += 8  # the outliers that saturate a kernel of signed bytes (above)
+    rows /= np.linalg.norm(rows, axis=1, keepdims=True)
+    product = QuantizedSubsets(*quantize_rows(rows))
+    for query in rows[:10] * 0.7 + rng.standard_normal((10, 384)).astype(np.float32) * 0.01:
+        query /= np.linalg.norm(query)
+        positions = rng.choice(len(rows), 3000, replace=False)  # in no order, some far apart
+        errors = np.abs(product(query, positions) - rows[positions] @ query)
+        assert errors.max() < 1e-2, errors.max()
+
+
 def test_when_the_vectors_cannot_be_loaded_searches_go_through_lancedb(large_catalog, caplog):
     view = large_catalog.view()
     view.vectors.result()
@@ -241,11 +256,52 @@ def test_when_the_vectors_cannot_be_loaded_searches_go_through_lancedb(large_cat
     assert ranked() == in_memory
 
 
-def test_vectors_past_the_memory_limit_stay_on_disk(large_catalog, monkeypatch):
+def test_vectors_past_the_memory_limits_stay_on_disk(large_catalog, monkeypatch):
     import mmsupport.retrieval
 
     view = large_catalog.view()
-    assert load_vectors(view.dataset, view.columns) is not None
+    assert load_vectors(view.dataset, view.columns).result().ranks_all_rows
     monkeypatch.setattr(mmsupport.retrieval, "SEARCH_IN_MEMORY_MB", 0.1)  # 100 kB: less than this table's vectors
+    assert not load_vectors(view.dataset, view.columns).result().ranks_all_rows
+    monkeypatch.setattr(mmsupport.retrieval, "RANK_IN_MEMORY_MB", 0.1)  # their 8-bit copy: 140 kB
     assert load_vectors(view.dataset, view.columns) is None
+    view.vectors = None
     assert large_catalog.search("smartwatch button flashing red", mode="vector", k=3)[0].id == "a1"
+
+
+def test_on_the_largest_tables_the_ann_candidates_are_ranked_from_an_8_bit_copy(large_catalog, monkeypatch):
+    import mmsupport.retrieval
+
+    view = large_catalog.view()
+    exact = view.vectors.result()
+    monkeypatch.setattr(mmsupport.retrieval, "RANK_FACTOR", 1)  # 50 candidates of the table's 367 rows
+    naming = ["wool beanie for smartwatches", "muddy shoes"]  # a category each, far from the words / near them
+    before = {query: [item.id for item in large_catalog.search(query, k=3)] for query in naming}
+    monkeypatch.setattr(mmsupport.retrieval, "SEARCH_IN_MEMORY_MB", 0.1)
+    view.vectors = load_vectors(view.dataset, view.columns)
+    assert not view.vectors.result().ranks_all_rows and view.in_memory() is view.vectors.result()
+    asked = []
+
+    class Counting:  # the table, counting its ANN queries
+        def __getattr__(self, name):
+            return getattr(dataset, name)
+
+        def to_table(self, **kwargs):
+            if "nearest" in kwargs:
+                asked.append(kwargs["nearest"].get("refine_factor"))
+            return dataset.to_table(**kwargs)
+
+    dataset, view.dataset = view.dataset, Counting()
+    for query in QUERIES:
+        found = large_catalog.search(query, mode="vector", k=8)
+        truth = exact.nearest(large_catalog.embedder.embed_query(query), 8)
+        assert found[0].id == truth[0]["id"], query
+        np.testing.assert_allclose([item.similarity for item in found], [row["_cosine"] for row in truth],
+                                   atol=5e-3)
+    assert asked == [None] * len(QUERIES)  # one ANN query each, without LanceDB's refine step
+    view.dataset = dataset
+    # the rows having a named attribute come from memory, whether or not the ANN index found them
+    assert {query: [item.id for item in large_catalog.search(query, k=3)] for query in naming} == before
+    assert "w1" in before["wool beanie for smartwatches"]
+
+
