@@ -21,6 +21,10 @@ logger = logging.getLogger(__name__)
 #: Another candidate replaces the first (preferred) one only when it takes less than this share of its time, so
 #: that noise does not flip a choice between two runtimes that are as fast.
 MARGIN = 0.9
+#: Timed runs of each candidate, taken in turn (one of each, then again), after one untimed run of each; each
+#: candidate's time is its fastest run. So a burst of other work on the host (the app loading its other models, a
+#: neighbour on a shared VM) slows one run, not the verdict, which is kept for good.
+ROUNDS = 3
 _lock = threading.Lock()
 
 
@@ -39,20 +43,23 @@ def cpu_signature(*extra: str) -> str:
 def fastest(choice: str, candidates: dict[str, Callable[[], object]], cache_dir: Path | str) -> str:
     """The name of the fastest of ``candidates`` (each a call doing the same work) for ``choice`` on this CPU.
 
-    Each runs once to warm up and once timed; the first is kept unless another takes under :data:`MARGIN` of its
-    time. The verdict is read from, or written to, the cache, so later calls time nothing."""
+    Each runs once to warm up, then :data:`ROUNDS` times timed, in turn with the others; the first is kept unless
+    another's fastest run takes under :data:`MARGIN` of its own. The verdict is read from, or written to, the
+    cache, so later calls time nothing."""
     record = Path(cache_dir) / "runtime-choices.json"
     key = f"{choice}|{cpu_signature()}"
     with _lock:
         known = _read(record)
         if known.get(key, {}).get("chosen") in candidates:
             return known[key]["chosen"]
-        seconds = {}
-        for name, run in candidates.items():
+        for run in candidates.values():
             run()
-            started = time.perf_counter()
-            run()
-            seconds[name] = time.perf_counter() - started
+        seconds = dict.fromkeys(candidates, float("inf"))
+        for _ in range(ROUNDS):
+            for name, run in candidates.items():
+                started = time.perf_counter()
+                run()
+                seconds[name] = min(seconds[name], time.perf_counter() - started)
         first = next(iter(candidates))
         best = min(seconds, key=seconds.get)
         chosen = best if seconds[best] < MARGIN * seconds[first] else first

@@ -23,6 +23,17 @@ def test_the_clearly_faster_candidate_wins_and_the_verdict_is_remembered_per_cho
     assert record[f"demo|{cpu_signature()}"]["seconds"]["slow"] >= 0.2
 
 
+def test_a_burst_of_load_during_one_timed_run_does_not_decide(tmp_path):
+    calls = []
+
+    def preferred():  # as fast as can be, but its first timed run meets a busy machine
+        calls.append(None)
+        if len(calls) == 2:
+            time.sleep(0.3)
+
+    assert fastest("burst", {"preferred": preferred, "other": lambda: time.sleep(0.05)}, tmp_path) == "preferred"
+
+
 def test_a_verdict_naming_a_runtime_no_longer_offered_is_probed_again(tmp_path):
     (tmp_path / "runtime-choices.json").write_text(json.dumps({f"demo|{cpu_signature()}": {"chosen": "gone"}}))
     assert fastest("demo", {"here": lambda: None}, tmp_path) == "here"
