@@ -45,13 +45,13 @@ def fastest(choice: str, candidates: dict[str, Callable[[], object]], cache_dir:
 
     Each runs once to warm up, then :data:`ROUNDS` times timed, in turn with the others; the first is kept unless
     another's fastest run takes under :data:`MARGIN` of its own. The verdict is read from, or written to, the
-    cache, so later calls time nothing."""
+    cache, so later calls time nothing, until the candidates differ from those the verdict timed."""
     record = Path(cache_dir) / "runtime-choices.json"
     key = f"{choice}|{cpu_signature()}"
     with _lock:
-        known = _read(record)
-        if known.get(key, {}).get("chosen") in candidates:
-            return known[key]["chosen"]
+        verdict = _read(record).get(key, {})
+        if verdict.get("chosen") in candidates and set(verdict.get("seconds", candidates)) == set(candidates):
+            return verdict["chosen"]
         for run in candidates.values():
             run()
         seconds = dict.fromkeys(candidates, float("inf"))

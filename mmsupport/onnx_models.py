@@ -66,6 +66,23 @@ def quantize_int8(source: Path, path: Path) -> None:
                          extra_options={"DefaultTensorType": 1})  # float: fused operators have no type inference
 
 
+def quantize_blocks_int8(source: Path, path: Path, block_size: int = 128) -> None:
+    """Write ``source`` with its matrix products' weights in 8 bits, one scale per ``block_size`` inputs of each
+    output, computed in integers with the input quantized per block too (ONNX Runtime's ``MatMulNBits`` at accuracy
+    level 4), to ``path`` (atomically). A transformer's activations have a few outlier features, so one scale per
+    whole input vector (:func:`quantize_int8`) moves a MiniLM query's vector to a cosine of 0.994 with float32's; by
+    blocks it stays above 0.999."""
+    import onnx
+    from onnxruntime.quantization.matmul_nbits_quantizer import DefaultWeightOnlyQuantConfig, MatMulNBitsQuantizer
+
+    config = DefaultWeightOnlyQuantConfig(block_size=block_size, is_symmetric=True, accuracy_level=4, bits=8)
+    quantizer = MatMulNBitsQuantizer(onnx.load(str(source)), bits=8, block_size=block_size, is_symmetric=True,
+                                     accuracy_level=4, algo_config=config)
+    quantizer.process()
+    with _writing(path) as partial:
+        quantizer.model.save_model_to_file(str(partial), use_external_data_format=False)
+
+
 def session(path: Path | bytes, *, spin: bool = False, initializers: dict | None = None):
     """An ONNX Runtime CPU session of the graph ``path`` (or its bytes), on as many threads as PyTorch uses
     (``torch.set_num_threads`` sets both). Its threads sleep when idle, leaving the cores to LanceDB and the model,

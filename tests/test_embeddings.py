@@ -7,6 +7,7 @@ import onnx
 import pytest
 
 from mmsupport.config import load_settings
+from mmsupport import embeddings
 from mmsupport.embeddings import Embedder
 
 TEXTS = ["red running shoe", "a", "Headset blinking blue means pairing mode", "ünïcödé 日本語 text",
@@ -54,3 +55,27 @@ def test_a_broken_export_falls_back_to_pytorch(embedders, tmp_path):
     fallback = Embedder(onnx.name, runtime="onnx", cache_dir=tmp_path)
     assert fallback.runtime == "torch"
     assert float(fallback.embed_query("red running shoe") @ onnx.embed_query("red running shoe")) > 0.9999
+
+
+QUERIES = ["red running shoes", "navy shirt for men", "my smartwatch keeps flashing a red light",
+           "how do I return a jacket that tore", "Do these jeans come in a larger size?", "a",
+           "handcrafted bangles with stone-studded and silk-threaded detail, slip-on closure"]
+
+
+def test_the_8_bit_graph_embeds_queries_within_a_small_angle_of_float32(embedders):
+    onnx_embedder, _, _ = embedders
+    quantized = onnx_embedder.onnx.quantized()
+    operators = Counter(node.op_type for node in onnx.load(str(quantized.path)).graph.node)
+    assert operators["MatMulNBits"] == 3 * onnx_embedder.model[0].auto_model.config.num_hidden_layers
+    assert operators["MatMul"] == 0  # every weight product is 8-bit
+    exact, rounded = onnx_embedder.onnx.encode(QUERIES), quantized.encode(QUERIES)
+    np.testing.assert_allclose(np.linalg.norm(rounded, axis=1), 1.0, atol=1e-5)
+    cosines = (exact * rounded).sum(axis=1)
+    assert cosines.min() > 0.998 and cosines.max() < 0.99999  # close, and truly from other weights
+    assert onnx_embedder.onnx.quantized().path == quantized.path  # cached beside the float32 graph
+
+
+def test_an_8_bit_graph_too_far_from_float32_is_not_offered(embedders, monkeypatch):
+    onnx_embedder, _, _ = embedders
+    monkeypatch.setattr(embeddings, "INT8_MIN_COSINE", 0.99999)
+    assert onnx_embedder.onnx.quantized() is None

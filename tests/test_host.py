@@ -39,6 +39,12 @@ def test_a_verdict_naming_a_runtime_no_longer_offered_is_probed_again(tmp_path):
     assert fastest("demo", {"here": lambda: None}, tmp_path) == "here"
 
 
+def test_a_verdict_that_did_not_time_a_runtime_now_offered_is_probed_again(tmp_path):
+    verdict = {"chosen": "old", "seconds": {"old": 0.1}}
+    (tmp_path / "runtime-choices.json").write_text(json.dumps({f"demo|{cpu_signature()}": verdict}))
+    assert fastest("demo", {"old": lambda: time.sleep(0.2), "new": lambda: None}, tmp_path) == "new"
+
+
 def test_an_unreadable_record_is_probed_again_and_replaced(tmp_path):
     (tmp_path / "runtime-choices.json").write_text("{not json")
     assert fastest("demo", {"only": lambda: None}, tmp_path) == "only"
@@ -56,7 +62,8 @@ def test_auto_embedding_probes_batches_and_queries_once_per_cpu(auto):
     record = json.loads((cache / "runtime-choices.json").read_text())
     chosen = {key.split(" ")[2]: verdict["chosen"] for key, verdict in record.items()}
     assert chosen == {"batches": embedder.batch_runtime, "queries": embedder.runtime}
-    assert all(set(verdict["seconds"]) == {"onnx", "torch"} for verdict in record.values())
+    timed = {key.split(" ")[2]: set(verdict["seconds"]) for key, verdict in record.items()}
+    assert timed == {"batches": {"onnx", "torch"}, "queries": {"onnx", "onnx-int8", "torch"}}
 
 
 def test_auto_embedding_follows_the_recorded_verdicts(auto):
@@ -72,3 +79,8 @@ def test_auto_embedding_follows_the_recorded_verdicts(auto):
     record.write_text(json.dumps({key: {"chosen": "onnx"} for key in verdicts}))
     on_onnx = Embedder(embedder.name, runtime="auto", cache_dir=cache)
     assert (on_onnx.batch_runtime, on_onnx.runtime) == ("onnx", "onnx")
+    record.write_text(json.dumps({key: {"chosen": "onnx" if "batches" in key else "onnx-int8"} for key in verdicts}))
+    on_int8 = Embedder(embedder.name, runtime="auto", cache_dir=cache)
+    assert (on_int8.batch_runtime, on_int8.runtime) == ("onnx", "onnx-int8")
+    query = "waterproof hiking backpack"
+    assert 0.998 < float(on_int8.embed_query(query) @ reference.embed_query(query)) < 0.99999
