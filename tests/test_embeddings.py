@@ -6,8 +6,8 @@ import numpy as np
 import onnx
 import pytest
 
-from mmsupport.config import load_settings
 from mmsupport import embeddings
+from mmsupport.config import load_settings
 from mmsupport.embeddings import Embedder
 
 TEXTS = ["red running shoe", "a", "Headset blinking blue means pairing mode", "ünïcödé 日本語 text",
