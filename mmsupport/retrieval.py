@@ -79,7 +79,9 @@ ONE_THREAD_ROWS = 40_000
 
 logger = logging.getLogger(__name__)
 
-_full_text_worker = ThreadPoolExecutor(max_workers=4, thread_name_prefix="mmsupport-fts")
+#: Runs a search's side work while its thread waits on LanceDB: hybrid's full-text queries, and the ranking of the
+#: rows having a query's attributes while the ANN index searches.
+_worker = ThreadPoolExecutor(max_workers=4, thread_name_prefix="mmsupport-search")
 _loading = threading.Lock()
 
 
@@ -284,7 +286,7 @@ def _hybrid_candidates(catalog, view, query: str, k: int, where: str | None):
     ``_cosine``, their BM25 scores and the ids of rows holding the query as an exact phrase."""
     dataset, n = view.dataset, max(k, CANDIDATES)
     exact = view.in_memory(where)  # where the full-text rows' cosines come from
-    full_text = _full_text_worker.submit(_full_text, dataset, query, n, where, exact is None)
+    full_text = _worker.submit(_full_text, dataset, query, n, where, exact is None)
     query_vector = catalog.embedder.embed_query(query)
     candidates = {row["id"]: row for row in _nearest(view, query_vector, n, where, ["id"])}
     lexical, phrase_ids = full_text.result()
@@ -304,13 +306,16 @@ def _search_boosted(catalog, view, query: str, mode: str, k: int, where: str | N
     the nearest rows that have every named attribute, each ranked by its score plus its attribute boost. ``None``
     when the candidates without boosts put a support article first: a support question, searched as before."""
     dataset, n = view.dataset, max(k, CANDIDATES)
-    phrase_ids = frozenset()
+    phrase_ids, having = frozenset(), None
     if mode == "fts":
         rows = {row["id"]: row for row in _fts(dataset, query, n, where, ["id"])}
         best = max((row["_score"] for row in rows.values()), default=0.0) or 1.0
         ranked = [(item_id, row["_score"] / best) for item_id, row in rows.items()]
     elif mode == "vector":
         query_vector = catalog.embedder.embed_query(query)
+        in_memory = view.in_memory(where)
+        if in_memory is not None and not in_memory.ranks_all_rows:  # ranked while the ANN index searches
+            having = _worker.submit(_nearest_having, in_memory, named, wanted, query_vector, n)
         rows = {row["id"]: row for row in _nearest(view, query_vector, n, where, ["id"])}
         ranked = [(item_id, row["_cosine"]) for item_id, row in rows.items()]
     else:
@@ -321,13 +326,10 @@ def _search_boosted(catalog, view, query: str, mode: str, k: int, where: str | N
     if mode != "fts":
         in_memory = view.in_memory(where)
         if in_memory is not None:
-            having = named.having(wanted)
-            if in_memory.ranks_all_rows or np.count_nonzero(having) <= ATTRIBUTE_ROWS_RANKED:
-                among = np.flatnonzero(having)
-            else:
+            pool, mask = having.result() if having else _nearest_having(in_memory, named, wanted, query_vector, n)
+            if pool is None:  # too many rows have them to rank: the nearest are among the ANN index's candidates
                 among = _candidates(view, query_vector, n)
-                among = among[having[among]]
-            pool = in_memory.nearest(query_vector, n, among=among)
+                pool = in_memory.nearest(query_vector, n, among=among[mask[among]])
         else:
             pool = _nearest(view, query_vector, n, " AND ".join(
                 f"({part})" for part in (where, named.sql(wanted)) if part), ["id"])
@@ -338,6 +340,17 @@ def _search_boosted(catalog, view, query: str, mode: str, k: int, where: str | N
     ranked = named.boost(wanted, ranked, offsets, phrase_ids)[:k]
     complete = _complete(view, [rows[item_id] for item_id, _ in ranked])
     return [(row, score, row.get("_cosine")) for row, (_, score) in zip(complete, ranked)]
+
+
+def _nearest_having(in_memory: ExactIndex, named: AttributeIndex, wanted: Wanted, query_vector: np.ndarray,
+                    n: int) -> tuple[list[dict] | None, np.ndarray]:
+    """``(pool, mask)``: ``mask`` tells which rows have every attribute ``wanted`` names, and ``pool`` is the ``n``
+    nearest of them, ranked from memory, or ``None`` when the table's 8-bit copy holds more of them than
+    :data:`ATTRIBUTE_ROWS_RANKED`."""
+    mask = named.having(wanted)
+    if in_memory.ranks_all_rows or np.count_nonzero(mask) <= ATTRIBUTE_ROWS_RANKED:
+        return in_memory.nearest(query_vector, n, among=np.flatnonzero(mask)), mask
+    return None, mask
 
 
 def fuse(bm25: dict[str, float], cosine: dict[str, float], phrase_ids=frozenset()) -> list[tuple[str, float]]:

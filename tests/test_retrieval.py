@@ -276,7 +276,8 @@ def test_on_the_largest_tables_the_ann_candidates_are_ranked_from_an_8_bit_copy(
     exact = view.vectors.result()
     monkeypatch.setattr(mmsupport.retrieval, "RANK_FACTOR", 1)  # 50 candidates of the table's 367 rows
     naming = ["wool beanie for smartwatches", "muddy shoes"]  # a category each, far from the words / near them
-    before = {query: [item.id for item in large_catalog.search(query, k=3)] for query in naming}
+    before = {(query, mode): [item.id for item in large_catalog.search(query, mode=mode, k=3)]
+              for query in naming for mode in ("hybrid", "vector")}
     monkeypatch.setattr(mmsupport.retrieval, "SEARCH_IN_MEMORY_MB", 0.1)
     view.vectors = load_vectors(view.dataset, view.columns)
     assert not view.vectors.result().ranks_all_rows and view.in_memory() is view.vectors.result()
@@ -301,7 +302,9 @@ def test_on_the_largest_tables_the_ann_candidates_are_ranked_from_an_8_bit_copy(
     assert asked == [None] * len(QUERIES)  # one ANN query each, without LanceDB's refine step
     view.dataset = dataset
     # the rows having a named attribute come from memory, whether or not the ANN index found them
-    assert {query: [item.id for item in large_catalog.search(query, k=3)] for query in naming} == before
-    assert "w1" in before["wool beanie for smartwatches"]
+    assert {(query, mode): [item.id for item in large_catalog.search(query, mode=mode, k=3)]
+            for query in naming for mode in ("hybrid", "vector")} == before
+    assert "w1" in before["wool beanie for smartwatches", "hybrid"]
+    assert "w1" in before["wool beanie for smartwatches", "vector"]
 
 
