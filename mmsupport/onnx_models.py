@@ -73,12 +73,11 @@ def quantize_blocks_int8(source: Path, path: Path, block_size: int = 128) -> Non
     whole input vector (:func:`quantize_int8`) moves a MiniLM query's vector to a cosine of about 0.96 with float32's;
     by blocks it stays above 0.999."""
     import onnx
-    from onnxruntime.quantization.matmul_nbits_quantizer import DefaultWeightOnlyQuantConfig, MatMulNBitsQuantizer
+    from onnxruntime.quantization.matmul_nbits_quantizer import MatMulNBitsQuantizer
 
     logging.getLogger("onnxruntime.quantization.matmul_nbits_quantizer").setLevel(logging.WARNING)  # a line a layer
-    config = DefaultWeightOnlyQuantConfig(block_size=block_size, is_symmetric=True, accuracy_level=4, bits=8)
     quantizer = MatMulNBitsQuantizer(onnx.load(str(source)), bits=8, block_size=block_size, is_symmetric=True,
-                                     accuracy_level=4, algo_config=config)
+                                     accuracy_level=4)
     quantizer.process()
     with _writing(path) as partial:
         quantizer.model.save_model_to_file(str(partial), use_external_data_format=False)
