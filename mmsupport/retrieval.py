@@ -305,7 +305,7 @@ def _search_boosted(catalog, view, query: str, mode: str, k: int, where: str | N
     """:func:`search` for a query naming attributes: the candidates of its mode, joined (in vector and hybrid) by
     the nearest rows that have every named attribute, each ranked by its score plus its attribute boost. ``None``
     when the candidates without boosts put a support article first: a support question, searched as before."""
-    dataset, n = view.dataset, max(k, CANDIDATES)
+    dataset, n, in_memory = view.dataset, max(k, CANDIDATES), view.in_memory(where)
     phrase_ids, having = frozenset(), None
     if mode == "fts":
         rows = {row["id"]: row for row in _fts(dataset, query, n, where, ["id"])}
@@ -313,7 +313,6 @@ def _search_boosted(catalog, view, query: str, mode: str, k: int, where: str | N
         ranked = [(item_id, row["_score"] / best) for item_id, row in rows.items()]
     elif mode == "vector":
         query_vector = catalog.embedder.embed_query(query)
-        in_memory = view.in_memory(where)
         if in_memory is not None and not in_memory.ranks_all_rows:  # ranked while the ANN index searches
             having = _worker.submit(_nearest_having, in_memory, named, wanted, query_vector, n)
         rows = {row["id"]: row for row in _nearest(view, query_vector, n, where, ["id"])}
@@ -324,7 +323,6 @@ def _search_boosted(catalog, view, query: str, mode: str, k: int, where: str | N
     if not ranked or named.is_article(rows[max(ranked, key=lambda pair: pair[1])[0]]["_rowoffset"]):
         return None
     if mode != "fts":
-        in_memory = view.in_memory(where)
         if in_memory is not None:
             pool, mask = having.result() if having else _nearest_having(in_memory, named, wanted, query_vector, n)
             if pool is None:  # too many rows have them to rank: the nearest are among the ANN index's candidates
