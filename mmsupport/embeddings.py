@@ -70,6 +70,8 @@ class Embedder:
             self.runtime = fastest(f"text embedding queries {self.fingerprint}", {
                 name: lambda name=name: [self._encode([q], name) for q in PROBE_QUERIES] for name in runtimes},
                 cache_dir)
+            if self.runtime != "onnx-int8":
+                self.onnx_int8 = None  # its session's memory is not needed
         self._query_cache = lru_cache(maxsize=1024)(self._encode_one)
 
     def embed(self, texts: list[str], *, progress: bool = False) -> np.ndarray:
