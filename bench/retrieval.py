@@ -6,12 +6,15 @@ Rows are real: texts and MiniLM vectors come from the tables bench/eval_devset.p
 ``--synthetic-base N`` skips eval_devset.py: it embeds the first N styles.csv texts now and mixes those instead
 (synthetic vectors, fine for speed; quicker to build at 1M rows). Index build times are recorded per size.
 ``--s3`` also runs vector and hybrid search on the largest table copied to a local ``moto_server`` (S3 on loopback,
-so its latency is a floor). Queries are the dev-set queries. Timings include embedding the query; a second pass with
-the query vectors cached gives the catalog's own part. Run on an idle machine: other load changes the figures
-several-fold.
+so its latency is a floor). moto answers a ranged read by reading the whole object, so a 1M-row table's one 1.6 GB
+data file takes it many minutes to serve: ``--s3-rows-per-file N`` copies the table in files of N rows first (the
+layout of a catalog ingested in batches of N) and indexes the copy as an ingest would. Queries are the dev-set
+queries. Timings include embedding the query; a second pass with the query vectors cached gives the catalog's own
+part. Run on an idle machine: other load changes the figures several-fold.
 
     python bench/retrieval.py [--source-db /tmp/mmsupport-evaldb] [--sizes 10000,100000] [--ingest-rows 2000]
     python bench/retrieval.py --synthetic-base 13000 --sizes 1000000 --ingest-rows 0 --s3 --out retrieval_1m
+    python bench/retrieval.py ... --s3 --s3-rows-per-file 62500
 """
 
 import argparse
@@ -208,6 +211,29 @@ def plot(results: dict, path: Path) -> None:
     fig.savefig(path, dpi=120)
 
 
+def split_table(table_dir: Path, name: str, rows_per_file: int, workdir: Path) -> tuple[Path, dict]:
+    """A copy in ``workdir`` of the table at ``table_dir``, in data files of at most ``rows_per_file`` rows, indexed
+    as the catalog indexes it, with the seconds each step took."""
+    import lance
+    import lancedb
+    from lancedb.index import FTS
+
+    start = time.perf_counter()
+    source = lance.dataset(table_dir)
+    lance.write_dataset(source.to_batches(batch_size=rows_per_file), workdir / table_dir.name, schema=source.schema,
+                        max_rows_per_file=rows_per_file)
+    build = {"write_s": round(time.perf_counter() - start, 1), "rows_per_file": rows_per_file}
+    table = lancedb.connect(str(workdir)).open_table(name)
+    start = time.perf_counter()
+    table.create_index("text", config=FTS(**FTS_OPTIONS))
+    build["fts_index_s"] = round(time.perf_counter() - start, 1)
+    start = time.perf_counter()
+    create_ann_index(table)
+    build["ann_index_s"] = round(time.perf_counter() - start, 1)
+    Catalog.open(load_settings(db_dir=workdir, table=name)).cleanup()
+    return workdir / table_dir.name, build
+
+
 def s3_latencies(table_dir: Path, name: str, queries: list[str]) -> dict:
     """Vector and hybrid latency on the table at ``table_dir`` copied into a fresh local ``moto_server``."""
     import os
@@ -267,6 +293,7 @@ def main() -> None:
     parser.add_argument("--n-queries", type=int, default=200)
     parser.add_argument("--ingest-rows", type=int, default=2000, help="0 skips the ingest measurement")
     parser.add_argument("--s3", action="store_true", help="also search the largest table on a local moto_server")
+    parser.add_argument("--s3-rows-per-file", type=int, help="copy that table in files of this many rows first")
     parser.add_argument("--out", default="retrieval", help="name of the JSON and PNG under bench/results")
     parser.add_argument("--db", type=Path, help="build the tables in this folder and keep them; a table already "
                         "there with its indexes is reused (its build is not timed again)")
@@ -324,8 +351,12 @@ def main() -> None:
             print(n, json.dumps(results["latency"][n]), json.dumps(results["ann"].get(n, {})), flush=True)
         if args.s3:
             n = max(results["latency"])
-            results["s3_moto_loopback"] = {n: s3_latencies((args.db or tmp / "db") / f"rows{n}.lance", f"rows{n}",
-                                                           queries)}
+            table_dir, split = (args.db or tmp / "db") / f"rows{n}.lance", {}
+            if args.s3_rows_per_file:
+                (tmp / "split").mkdir()
+                table_dir, split = split_table(table_dir, f"rows{n}", args.s3_rows_per_file, tmp / "split")
+                print("split", json.dumps(split), flush=True)
+            results["s3_moto_loopback"] = {n: {**s3_latencies(table_dir, f"rows{n}", queries), "split": split}}
             print("s3", json.dumps(results["s3_moto_loopback"]), flush=True)
         if args.ingest_rows:
             results["ingest"] = ingest_throughput(source()[0][-args.ingest_rows:], embedding_model, tmp)
