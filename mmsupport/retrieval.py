@@ -169,6 +169,10 @@ class ExactIndex:
         rows = self.kept.take(self._positions(np.asarray(offsets, dtype=np.int64))).to_pylist()
         return {row["id"]: row for row in rows}
 
+    def ids_at(self, offsets: list[int]) -> list[str]:
+        """The ids of the rows at ``offsets`` (rows that have a vector)."""
+        return self.ids.take(np.searchsorted(self.offsets, np.asarray(offsets, dtype=np.int64))).to_pylist()
+
     def cosine(self, query_vector: np.ndarray, offsets: list[int]) -> list[float]:
         """Cosine similarity of the query to each row at ``offsets`` (rows that have a vector)."""
         return self._scores(query_vector, np.searchsorted(self.offsets, np.asarray(offsets, dtype=np.int64))).tolist()
@@ -286,7 +290,7 @@ def _hybrid_candidates(catalog, view, query: str, k: int, where: str | None):
     ``_cosine``, their BM25 scores and the ids of rows holding the query as an exact phrase."""
     dataset, n = view.dataset, max(k, CANDIDATES)
     exact = view.in_memory(where)  # where the full-text rows' cosines come from
-    full_text = _worker.submit(_full_text, dataset, query, n, where, exact is None)
+    full_text = _worker.submit(_full_text, dataset, query, n, where, exact)
     query_vector = catalog.embedder.embed_query(query)
     candidates = {row["id"]: row for row in _nearest(view, query_vector, n, where, ["id"])}
     lexical, phrase_ids = full_text.result()
@@ -371,14 +375,23 @@ def _fts(dataset, query: str | PhraseQuery, k: int, where: str | None, columns: 
                             prefilter=bool(where), limit=k).to_pylist()
 
 
-def _full_text(dataset, query: str, n: int, where: str | None, with_vectors: bool) -> tuple[dict, set]:
-    """The BM25 side of hybrid: rows by id (with ``_rowoffset``, ``_score`` and, when asked, ``vector``) and the ids
-    of rows holding the query as an exact phrase. Phrase rows outside the BM25 list join it with a score of 0."""
-    columns = ["id", "vector"] if with_vectors else ["id"]
-    rows = {row["id"]: row for row in _fts(dataset, query, n, where, columns)}
+def _full_text(dataset, query: str, n: int, where: str | None, exact: ExactIndex | None) -> tuple[dict, set]:
+    """The BM25 side of hybrid: rows by id (with ``_rowoffset``, ``_score`` and, unless the table's vectors are in
+    memory as ``exact``, ``vector``) and the ids of rows holding the query as an exact phrase. Phrase rows outside the
+    BM25 list join it with a score of 0. With ``exact`` the ids come from memory: only the full-text index is read,
+    not the table's data files (on object storage, a request or more per row)."""
+
+    def found(full_text) -> list[dict]:
+        rows = _fts(dataset, full_text, n, where, [] if exact is not None else ["id", "vector"])
+        if exact is not None:
+            ids = exact.ids_at([row["_rowoffset"] for row in rows])
+            rows = [{**row, "id": item_id} for row, item_id in zip(rows, ids)]
+        return rows
+
+    rows = {row["id"]: row for row in found(query)}
     phrase_ids = set()
     try:
-        for row in _fts(dataset, PhraseQuery(query, "text"), n, where, columns):
+        for row in found(PhraseQuery(query, "text")):
             phrase_ids.add(row["id"])
             rows.setdefault(row["id"], {**row, "_score": 0.0})
     except (ValueError, RuntimeError) as error:

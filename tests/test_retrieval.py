@@ -117,6 +117,18 @@ def test_exact_search_in_memory_agrees_with_lancedb(catalog):
                                    atol=1e-5)
 
 
+def test_full_text_rows_take_their_ids_from_memory_as_the_table_has_them(catalog):
+    from mmsupport.retrieval import _full_text
+
+    view = catalog.view()
+    for query in ("smartwatch with a red light", "the light blinks blue the headset", "backpack for a laptop"):
+        from_memory = _full_text(view.dataset, query, 50, None, view.exact)
+        from_table = _full_text(view.dataset, query, 50, None, None)
+        assert from_memory[1] == from_table[1] and len(from_memory[0]) >= 2, query
+        assert {item_id: (row["_rowoffset"], row["_score"]) for item_id, row in from_memory[0].items()} == {
+            item_id: (row["_rowoffset"], row["_score"]) for item_id, row in from_table[0].items()}, query
+
+
 def test_every_mode_but_full_text_reports_similarity(catalog):
     for mode in ("vector", "hybrid"):
         assert all(-1 <= item.similarity <= 1 for item in catalog.search("headset", mode=mode, k=3))
