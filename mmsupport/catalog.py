@@ -464,15 +464,18 @@ class Catalog:
             else:
                 view = None
         if view is None:
-            from mmsupport.retrieval import ExactIndex, load_vectors
+            from mmsupport.retrieval import ExactIndex, load_vectors, read_ahead_full_text
 
             table = self.table
             dataset = table.to_lance()
-            indexed = ("vector",) in _indexes(table)
+            indexes = _indexes(table)
+            indexed = ("vector",) in indexes
             columns = [name for name in table.schema.names if name not in INTERNAL_COLUMNS]
             view = self._view = CatalogView(
                 columns=columns, dataset=dataset, exact=None if indexed else ExactIndex(dataset, columns=columns),
                 checked=time.monotonic(), vectors=load_vectors(dataset, columns) if indexed else None)
+            if self.settings.catalog_is_remote and ("text",) in indexes:
+                read_ahead_full_text(dataset, indexes[("text",)].name)
         return view
 
     def attribute_columns(self) -> list[str]:

@@ -80,6 +80,18 @@ def test_ingest_and_search_on_s3_write_nothing_locally(s3, tmp_path, monkeypatch
     assert any(key.startswith("one/catalog.lance/") for key in keys)
 
 
+def test_a_view_on_s3_reads_its_full_text_index_ahead_of_the_first_search(s3, tmp_path):
+    settings = load_settings({"MMSUPPORT_DB_DIR": "s3://shop/ahead"})
+    Catalog.open(settings, create=True).ingest_csv(_csv(tmp_path / "boots.csv", 0, 12), progress=False)
+    catalog = Catalog.open(settings)
+    cached = catalog.table.to_lance().session().index_cache_size_bytes()
+    session = catalog.view().dataset.session()  # no search yet
+    deadline = time.monotonic() + 30
+    while session.index_cache_size_bytes() <= cached and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert session.index_cache_size_bytes() > cached
+
+
 def test_one_process_ingests_while_another_searches(s3, tmp_path):
     settings = load_settings({"MMSUPPORT_DB_DIR": "s3://shop/two"})
     Catalog.open(settings, create=True).ingest_csv(_csv(tmp_path / "first.csv", 0, 10), progress=False)
