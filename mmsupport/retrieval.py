@@ -171,11 +171,16 @@ class ExactIndex:
 
     def ids_at(self, offsets: list[int]) -> list[str]:
         """The ids of the rows at ``offsets`` (rows that have a vector)."""
-        return self.ids.take(np.searchsorted(self.offsets, np.asarray(offsets, dtype=np.int64))).to_pylist()
+        return self.ids.take(self._at(offsets)).to_pylist()
 
     def cosine(self, query_vector: np.ndarray, offsets: list[int]) -> list[float]:
         """Cosine similarity of the query to each row at ``offsets`` (rows that have a vector)."""
-        return self._scores(query_vector, np.searchsorted(self.offsets, np.asarray(offsets, dtype=np.int64))).tolist()
+        return self._scores(query_vector, self._at(offsets)).tolist()
+
+    def _at(self, offsets: list[int]) -> np.ndarray:
+        """Matrix positions of the rows at ``offsets``, one each: every one of them must have a vector (unlike
+        :meth:`_positions`, which leaves out those that do not)."""
+        return np.searchsorted(self.offsets, np.asarray(offsets, dtype=np.int64))
 
     def _positions(self, offsets: np.ndarray) -> np.ndarray:
         """Matrix positions of the rows at ``offsets`` that have a vector (the others are not in the matrix)."""
@@ -327,7 +332,7 @@ def _search_boosted(catalog, view, query: str, mode: str, k: int, where: str | N
     dataset, n, in_memory = view.dataset, max(k, CANDIDATES), view.in_memory(where)
     phrase_ids, having = frozenset(), None
     if mode == "fts":
-        rows = {row["id"]: row for row in _fts(dataset, query, n, where, ["id"])}
+        rows = {row["id"]: row for row in _fts(dataset, query, n, where, ["id"], in_memory)}
         best = max((row["_score"] for row in rows.values()), default=0.0) or 1.0
         ranked = [(item_id, row["_score"] / best) for item_id, row in rows.items()]
     elif mode == "vector":
@@ -384,29 +389,30 @@ def fuse(bm25: dict[str, float], cosine: dict[str, float], phrase_ids=frozenset(
     return sorted(scored, key=lambda pair: -pair[1])
 
 
-def _fts(dataset, query: str | PhraseQuery, k: int, where: str | None, columns: list[str]) -> list[dict]:
+def _fts(dataset, query: str | PhraseQuery, k: int, where: str | None, columns: list[str],
+         exact: ExactIndex | None = None) -> list[dict]:
+    """The ``k`` best full-text rows with ``columns``, ``_score`` and ``_rowoffset``. With ``exact`` (the table's
+    vectors in memory) their ids come from it: the table's data files are not read for them (on object storage, a
+    request or more per row)."""
     full_text = MatchQuery(query, "text") if isinstance(query, str) else query
-    return dataset.to_table(columns=[*columns, "_score", "_rowoffset"], full_text_query=full_text, filter=where,
+    read = [name for name in columns if name != "id"] if exact is not None else columns
+    rows = dataset.to_table(columns=[*read, "_score", "_rowoffset"], full_text_query=full_text, filter=where,
                             prefilter=bool(where), limit=k).to_pylist()
+    if exact is not None and "id" in columns:
+        for row, item_id in zip(rows, exact.ids_at([row["_rowoffset"] for row in rows])):
+            row["id"] = item_id
+    return rows
 
 
 def _full_text(dataset, query: str, n: int, where: str | None, exact: ExactIndex | None) -> tuple[dict, set]:
     """The BM25 side of hybrid: rows by id (with ``_rowoffset``, ``_score`` and, unless the table's vectors are in
     memory as ``exact``, ``vector``) and the ids of rows holding the query as an exact phrase. Phrase rows outside the
-    BM25 list join it with a score of 0. With ``exact`` the ids come from memory: only the full-text index is read,
-    not the table's data files (on object storage, a request or more per row)."""
-
-    def found(full_text) -> list[dict]:
-        rows = _fts(dataset, full_text, n, where, [] if exact is not None else ["id", "vector"])
-        if exact is not None:
-            ids = exact.ids_at([row["_rowoffset"] for row in rows])
-            rows = [{**row, "id": item_id} for row, item_id in zip(rows, ids)]
-        return rows
-
-    rows = {row["id"]: row for row in found(query)}
+    BM25 list join it with a score of 0."""
+    columns = ["id"] if exact is not None else ["id", "vector"]
+    rows = {row["id"]: row for row in _fts(dataset, query, n, where, columns, exact)}
     phrase_ids = set()
     try:
-        for row in found(PhraseQuery(query, "text")):
+        for row in _fts(dataset, PhraseQuery(query, "text"), n, where, columns, exact):
             phrase_ids.add(row["id"])
             rows.setdefault(row["id"], {**row, "_score": 0.0})
     except (ValueError, RuntimeError) as error:
